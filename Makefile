@@ -1,0 +1,21 @@
+# The two commands (see README): `make run` and `make test`.
+.PHONY: run test setup lint models lock
+
+run:
+	scripts/run.sh
+
+test:
+	scripts/test.sh
+
+setup:
+	scripts/setup.sh
+
+models:
+	.venv/bin/python -m inference_worker.local_models build
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+# Re-resolve requirements-cpu.lock from the top-level requirements files.
+lock:
+	scripts/lock.sh

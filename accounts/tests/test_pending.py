@@ -1,0 +1,91 @@
+"""A pending user can log in, sees the waiting page, and reaches nothing else."""
+
+from __future__ import annotations
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.urls import reverse
+
+from conversations.models import Conversation
+from conversations.routing import websocket_urlpatterns
+
+
+@pytest.fixture
+def charlie_client(client, users):
+    client.force_login(users.charlie)
+    return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/", "/c/1/", "/admin/", "/accounts/email/"])
+def test_pending_user_is_sent_to_the_waiting_page(charlie_client, url):
+    response = charlie_client.get(url)
+    assert response.status_code == 302
+    assert response.url == reverse("account_pending")
+
+
+@pytest.mark.django_db
+def test_waiting_page_says_so(charlie_client):
+    page = charlie_client.get(reverse("account_pending")).content.decode()
+    assert "Awaiting approval" in page
+    assert "charlie@example.com" in page
+
+
+@pytest.mark.django_db
+def test_approved_user_skips_the_waiting_page(client, users):
+    client.force_login(users.alice)
+    assert client.get(reverse("account_pending")).url == reverse("chat")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/models", "/api/v1/models", "/api/chat/completions"])
+def test_pending_user_gets_403_from_the_api(charlie_client, url):
+    response = charlie_client.get(url)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "account_pending"
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.django_db
+def test_pending_user_can_still_log_out(charlie_client):
+    assert charlie_client.post(reverse("account_logout")).status_code == 302
+    assert charlie_client.get("/").url.startswith(reverse("account_login"))
+
+
+async def _close_code(user, path: str) -> int | None:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    if await communicator.receive_nothing(timeout=0.2):
+        await communicator.disconnect()
+        return None
+    message = await communicator.receive_output()
+    assert message["type"] == "websocket.close"
+    return message["code"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_refuses_pending_users_with_4003(users):
+    conversation = await Conversation.objects.acreate(owner=users.charlie, title="mine")
+    assert await _close_code(users.charlie, f"/ws/chat/{conversation.pk}/") == 4003
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_refuses_strangers_and_anonymous(users):
+    from django.contrib.auth.models import AnonymousUser
+
+    conversation = await Conversation.objects.acreate(owner=users.alice, title="alice's")
+    assert await _close_code(users.bob, f"/ws/chat/{conversation.pk}/") == 4004
+    assert await _close_code(AnonymousUser(), f"/ws/chat/{conversation.pk}/") == 4001
+    assert await _close_code(users.alice, f"/ws/chat/{conversation.pk}/") is None
+
+
+@pytest.mark.django_db
+def test_deactivated_user_is_signed_out_at_once(client, users):
+    client.force_login(users.bob)
+    assert client.get("/").status_code == 200
+    users.bob.is_active = False
+    users.bob.save()
+    assert client.get("/").url.startswith(reverse("account_login"))

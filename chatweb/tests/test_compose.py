@@ -1,0 +1,68 @@
+"""docker-compose.yml is valid and describes what the README promises."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_command() -> list[str]:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    if shutil.which("docker-compose"):
+        return [shutil.which("docker-compose")]
+    pytest.fail("neither `docker compose` nor `docker-compose` is installed: run scripts/setup.sh")
+
+
+def run_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*compose_command(), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    result = run_config({**os.environ, "SECRET_KEY": "s" * 50, "POSTGRES_PASSWORD": "pw"})
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_services(config):
+    assert set(config["services"]) == {"redis", "postgres", "web", "worker-gpu0", "worker-gpu1"}
+
+
+@pytest.mark.parametrize(("service", "device"), [("worker-gpu0", "0"), ("worker-gpu1", "1")])
+def test_each_worker_reserves_its_gpu_and_caches_models(config, service, device):
+    worker = config["services"][service]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "device_ids": [device], "capabilities": ["gpu"]}]
+    assert worker["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
+    assert any("huggingface" in str(v) for v in worker["volumes"])
+    assert worker["build"]["target"] == "worker-gpu"
+    assert "--model" in worker["command"]
+
+
+def test_web_uses_postgres_and_redis(config):
+    env = config["services"]["web"]["environment"]
+    assert env["DATABASE_URL"].startswith("postgres://")
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert env["DEBUG"] == "false"
+
+
+def test_refuses_to_start_without_secrets():
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "POSTGRES_PASSWORD"}}
+    result = run_config(env)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr or "POSTGRES_PASSWORD" in result.stderr

@@ -1,0 +1,230 @@
+"""Shared fixtures: a real Redis server, a real daphne, the OS chromium, and users.
+
+Users, as in healthchecks' tests: `admin` (the first account), `alice` (owner of
+whatever a test makes), `bob` (another approved user), `charlie` (pending).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlparse
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct-horse-battery-staple-42"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server(tmp_path_factory) -> Iterator[str]:
+    """The Redis at settings.REDIS_URL (127.0.0.1:6399 in tests), started here if none answers."""
+    url = settings.REDIS_URL
+    client = redis_lib.Redis.from_url(url, socket_timeout=1)
+    proc = None
+    try:
+        client.ping()
+    except redis_lib.ConnectionError:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.exit("redis-server is not installed: run scripts/setup.sh (or apt-get install redis-server)", 2)
+        port = urlparse(url).port or 6379
+        workdir = tmp_path_factory.mktemp("redis")
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis_lib.ConnectionError:
+                return False
+
+        wait_for(up, 10, "redis-server")
+    client.flushdb()
+    yield url
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def users(db) -> SimpleNamespace:
+    from accounts.models import Role, User
+
+    admin = User.objects.create_user("admin@example.com", PASSWORD)  # first account: becomes admin
+    assert admin.role == Role.ADMIN
+    return SimpleNamespace(
+        admin=admin,
+        alice=User.objects.create_user("alice@example.com", PASSWORD, role=Role.USER),
+        bob=User.objects.create_user("bob@example.com", PASSWORD, role=Role.USER),
+        charlie=User.objects.create_user("charlie@example.com", PASSWORD, role=Role.PENDING),
+    )
+
+
+@dataclass
+class LiveServer:
+    url: str
+    ws_url: str
+    process: subprocess.Popen
+    log: Path
+
+
+def test_environment(**extra: str) -> dict[str, str]:
+    """Environment for a server or worker process that shares the test database."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+        SECRET_KEY=settings.SECRET_KEY,
+        DEBUG="false",
+        STATIC_MANIFEST="false",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def live_daphne(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveServer]:
+    """A real daphne serving chatweb.asgi on a free port, on the test database."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
+            cwd=ROOT,
+            env=test_environment(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daphne exited:\n{log.read_text()}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(up, 30, "daphne")
+    yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", proc, log)
+    proc.terminate()
+    proc.wait(10)
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.exit("chromium is not installed: run scripts/setup.sh (or apt-get install chromium)", 2)
+    # Playwright's sync API keeps an event loop in this thread, which Django's
+    # async-safety check would take for async code; the ORM calls made by the
+    # browser tests themselves are plain synchronous test code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def new_page(browser):
+    """Make pages with their own cookies (one per user in a test)."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """allauth's rate limits live in the cache: each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+def pytest_configure(config):
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
+BROWSER_FIXTURES = {"browser", "new_page"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: Playwright's sync API keeps an event loop in the main
+    thread for the rest of the session, which async tests cannot share."""
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

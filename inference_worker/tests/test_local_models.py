@@ -1,0 +1,93 @@
+"""The models that setup builds offline are real, loadable, and what they claim."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from django.conf import settings
+
+from inference_worker.local_models import SMOLLM2, TINY_GPT_OSS, is_built
+
+
+def model_dir(name: str):
+    path = settings.MODELS_DIR / name
+    if not is_built(path):
+        pytest.fail(f"{path} is not built: run scripts/setup.sh (or make models)")
+    return path
+
+
+def test_smollm2_folder_is_a_hugging_face_model_with_its_chat_template():
+    path = model_dir(SMOLLM2)
+    config = json.loads((path / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert "quantization_config" not in config
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert "<|im_start|>user\nHi<|im_end|>" in prompt and prompt.endswith("<|im_start|>assistant\n")
+
+
+CORPUS = [
+    "Hello, world!",
+    "The capital of France is Paris.",
+    "  leading spaces and trailing   \n\n\ttabs",
+    "ünïcödé ✓ 数字 12345 6789012 — emoji 🙂👍🏽",
+    "def f(x):\n    return x ** 2  # code\n",
+    "I'm sure they've said it's 'fine', DON'T you THINK?",
+    "<|start|>user<|message|>hi<|end|>",
+]
+
+
+@pytest.mark.parametrize("text", CORPUS)
+def test_tiny_gpt_oss_tokenizer_is_o200k_harmony(text):
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+    from transformers import AutoTokenizer
+
+    harmony = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(TINY_GPT_OSS))
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert ids == harmony.encode(text, allowed_special="all")
+    assert tokenizer.decode(ids) == text
+
+
+def test_tiny_gpt_oss_config_suits_the_cpu_backend():
+    config = json.loads((model_dir(TINY_GPT_OSS) / "config.json").read_text())
+    assert config["architectures"] == ["GptOssForCausalLM"]
+    assert config["head_dim"] >= 32
+    assert config["vocab_size"] == 201088
+
+
+PARIS = textwrap.dedent(
+    """
+    import sys
+    from vllm import LLM, SamplingParams
+
+    if __name__ == "__main__":
+        llm = LLM(model=sys.argv[1], dtype="float32", max_model_len=1024, enforce_eager=True,
+                  kv_cache_memory_bytes=256 * 1024 * 1024, max_num_seqs=4)
+        out = llm.chat([{"role": "user", "content": "What is the capital of France?"}],
+                       SamplingParams(temperature=0, max_tokens=16), use_tqdm=False)
+        print("ANSWER:" + out[0].outputs[0].text)
+    """
+)
+
+
+@pytest.mark.timeout(300)
+def test_smollm2_in_the_real_engine_knows_paris(tmp_path):
+    script = tmp_path / "paris.py"
+    script.write_text(PARIS)
+    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": f"0-{os.cpu_count() - 1}", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    result = subprocess.run(
+        [sys.executable, str(script), str(model_dir(SMOLLM2))], env=env, capture_output=True, text=True, timeout=280
+    )
+    answers = [line for line in result.stdout.splitlines() if line.startswith("ANSWER:")]
+    assert answers, result.stderr[-3000:]
+    assert answers[0] == "ANSWER:The capital of France is Paris."
