@@ -228,3 +228,187 @@ def pytest_collection_modifyitems(config, items):
         if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+# --- real inference workers ---------------------------------------------------------
+
+TEST_MODELS = {
+    # float32: greedy SmolLM2 answers the France question exactly (bf16 flips a token)
+    "smollm2-test": {
+        "folder": "smollm2-135m-instruct",
+        "display_name": "SmolLM2 (tests)",
+        "queue": "test-smollm2",
+        "prompt_format": "chat_template",
+        "dtype": "float32",
+        "context_length": 2048,
+        "default_temperature": 0.0,
+        "default_max_tokens": 64,
+        "max_num_seqs": 16,
+        "cpu_kv_cache_gib": 0.5,
+        "enforce_eager": True,
+    },
+    "gpt-oss-test": {
+        "folder": "tiny-gpt-oss",
+        "display_name": "Tiny gpt-oss (tests)",
+        "queue": "test-gpt-oss",
+        "prompt_format": "harmony",
+        "dtype": "bfloat16",
+        "context_length": 2048,
+        "default_temperature": 0.0,
+        "default_max_tokens": 64,
+        "max_num_seqs": 8,
+        "cpu_kv_cache_gib": 0.25,
+        "enforce_eager": True,
+    },
+}
+
+
+def ensure_model_row(name: str):
+    from inference_worker.local_models import is_built
+    from inference_worker.models import ChatModel
+
+    spec = dict(TEST_MODELS[name])
+    folder = settings.MODELS_DIR / spec.pop("folder")
+    if not is_built(folder):
+        pytest.fail(f"{folder} is not built: run scripts/setup.sh (or make models)")
+    row, _ = ChatModel.objects.update_or_create(name=name, defaults={**spec, "path": str(folder)})
+    return row
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    model: str
+    process: subprocess.Popen
+    log: Path
+
+    def heartbeat(self) -> dict | None:
+        import json
+
+        raw = redis_lib.Redis.from_url(settings.REDIS_URL).get(f"chatweb:worker:{self.name}")
+        return json.loads(raw) if raw else None
+
+    def wait_state(self, states: tuple[str, ...], timeout: float) -> dict:
+        def check():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log.read_text()[-5000:]}")
+            beat = self.heartbeat()
+            return beat if beat and beat["state"] in states else None
+
+        return wait_for(check, timeout, f"worker {self.name} to be {'/'.join(states)}", interval=0.2)
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Start `manage.py run_worker` processes on the test database; all stopped at the end."""
+    import signal
+
+    started: list[WorkerProcess] = []
+
+    def start(model: str, *, tag: str = "cpu", idle_seconds: float = 600, wait: bool = True) -> WorkerProcess:
+        with django_db_blocker.unblock():
+            ensure_model_row(model)
+        log = tmp_path_factory.mktemp("worker") / f"{model}-{tag}.log"
+        with log.open("w") as fh:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "run_worker",
+                    "--model",
+                    model,
+                    "--name",
+                    tag,
+                    "--idle-seconds",
+                    str(idle_seconds),
+                    "--loglevel",
+                    "WARNING",
+                ],
+                cwd=ROOT,
+                env=test_environment(CHATWEB_SCRIPTED_LOGITS="1", STREAM_INTERVAL_MS="30"),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill -9 takes the engine too
+            )
+        worker = WorkerProcess(f"{model}-{tag}@{socket.gethostname()}", model, proc, log)
+        started.append(worker)
+        if wait:
+            worker.wait_state(("ready",), 300)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            os.killpg(worker.process.pid, signal.SIGTERM)
+    for worker in started:
+        try:
+            worker.process.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+@pytest.fixture(scope="session")
+def smollm2_worker(start_worker) -> WorkerProcess:
+    return start_worker("smollm2-test")
+
+
+@pytest.fixture
+def smollm2(db, smollm2_worker):
+    """The test SmolLM2 row (tables are flushed between tests) and its live worker."""
+    return ensure_model_row("smollm2-test")
+
+
+def session_cookie(user) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+class ChatSocket:
+    """A real websocket client on the live daphne, signed in as a user."""
+
+    def __init__(self, server: LiveServer, user, conversation_id: int) -> None:
+        from websockets.sync.client import connect
+
+        self._connection = connect(
+            f"{server.ws_url}/ws/chat/{conversation_id}/",
+            additional_headers={
+                "Cookie": f"{settings.SESSION_COOKIE_NAME}={session_cookie(user)}",
+                "Origin": server.url,
+            },
+            open_timeout=10,
+            max_size=2**24,
+        )
+        self.ws = self._connection.__enter__()
+
+    def send(self, **message) -> None:
+        import json
+
+        self.ws.send(json.dumps(message))
+
+    def recv(self, timeout: float = 60) -> dict:
+        import json
+
+        return json.loads(self.ws.recv(timeout=timeout))
+
+    def until(self, *types: str, timeout: float = 120) -> list[dict]:
+        """All events up to and including the first of `types`."""
+        events = []
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.recv(timeout=max(0.1, deadline - time.monotonic()))
+            events.append(event)
+            if event["type"] in types:
+                return events
+
+    def close(self) -> None:
+        self._connection.__exit__(None, None, None)

@@ -65,3 +65,20 @@ def user_reject(*, user: User) -> bool:
     user.is_active = False
     user.save(update_fields=["is_active"])
     return True
+
+
+def usage_record(*, user_id: int, prompt_tokens: int, completion_tokens: int, requests: int = 1) -> None:
+    """Add one call's tokens to the user's usage for today (an upsert, safe under concurrency)."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    from accounts.models import UsageDay
+
+    day = timezone.localdate()
+    with transaction.atomic():
+        row, _ = UsageDay.objects.get_or_create(user_id=user_id, day=day)
+        UsageDay.objects.filter(pk=row.pk).update(
+            requests=F("requests") + requests,
+            prompt_tokens=F("prompt_tokens") + prompt_tokens,
+            completion_tokens=F("completion_tokens") + completion_tokens,
+        )

@@ -45,6 +45,10 @@ class Message(models.Model):
     error = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
+    # The generation behind an assistant message: its reply group on the channel
+    # layer, and the worker that claimed it (checked against heartbeats).
+    request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    worker = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
@@ -54,6 +58,7 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created", "id"]
+        indexes = [models.Index(fields=["status"], name="message_status_idx")]
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"

@@ -60,6 +60,10 @@ class ChatModel(models.Model):
     cpu_kv_cache_gib = models.FloatField(
         "KV cache size on the CPU (GiB)", default=1.0, validators=[MinValueValidator(0.01)]
     )
+    enforce_eager = models.BooleanField(
+        default=False,
+        help_text="Skip torch.compile and CUDA graphs: starts much faster, runs somewhat slower. On for CPU demos.",
+    )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -48,6 +48,7 @@ class Command(BaseCommand):
                 "default_temperature": 0.7,
                 "default_max_tokens": 512,
                 "cpu_kv_cache_gib": 1.0,
+                "enforce_eager": True,
                 "enabled": True,
             },
             TINY_GPT_OSS: {
@@ -59,6 +60,7 @@ class Command(BaseCommand):
                 "dtype": "bfloat16",
                 "default_max_tokens": 256,
                 "cpu_kv_cache_gib": 0.5,
+                "enforce_eager": True,
                 "enabled": False,
             },
         }

@@ -1,0 +1,226 @@
+"""Conversation writes (HackSoft style): sending a turn, stopping it, reaping orphans."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import User
+from conversations.models import Conversation, Message, MessageRole, MessageStatus
+from inference_worker import presence
+from inference_worker.engine import new_request_id
+from inference_worker.models import ChatModel
+
+MAX_MESSAGE_CHARS = 100_000
+ACTIVE = (MessageStatus.QUEUED, MessageStatus.STREAMING)
+
+
+class SendError(Exception):
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@dataclass
+class Turn:
+    user_message: Message
+    assistant_message: Message
+    job: dict[str, Any]
+    queue: str
+
+
+PARAM_RULES: dict[str, tuple[type, float, float]] = {
+    "temperature": (float, 0.0, 2.0),
+    "top_p": (float, 0.01, 1.0),
+    "max_tokens": (int, 1, 1_000_000),
+    "repetition_penalty": (float, 0.5, 2.0),
+    "presence_penalty": (float, -2.0, 2.0),
+    "frequency_penalty": (float, -2.0, 2.0),
+    "seed": (int, 0, 2**63 - 1),
+}
+
+
+def clean_params(raw: Any) -> dict[str, Any]:
+    """Validate generation parameters; unknown keys are ignored, bad values refused."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SendError("params must be an object.", "invalid_params")
+    params: dict[str, Any] = {}
+    for key, (kind, low, high) in PARAM_RULES.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
+            raise SendError(f"{key} must be a number.", "invalid_params")
+        value = kind(value)
+        if not low <= value <= high:
+            raise SendError(f"{key} must be between {low:g} and {high:g}.", "invalid_params")
+        params[key] = value
+    effort = raw.get("reasoning_effort")
+    if effort is not None:
+        if effort not in ("low", "medium", "high"):
+            raise SendError("reasoning_effort must be low, medium or high.", "invalid_params")
+        params["reasoning_effort"] = effort
+    return params
+
+
+def branch(message: Message | None) -> list[Message]:
+    """The messages from the root down to `message` (one query for the conversation)."""
+    if message is None:
+        return []
+    by_id = {m.pk: m for m in Message.objects.filter(conversation_id=message.conversation_id)}
+    chain = []
+    current: Message | None = by_id.get(message.pk)
+    while current is not None:
+        chain.append(current)
+        current = by_id.get(current.parent_id) if current.parent_id else None
+    return chain[::-1]
+
+
+def history_for(messages: list[Message]) -> list[dict[str, str]]:
+    history = []
+    for m in messages:
+        if m.role == MessageRole.USER:
+            history.append({"role": "user", "content": m.content})
+        elif m.content and m.status in (MessageStatus.DONE, MessageStatus.STOPPED):
+            history.append({"role": "assistant", "content": m.content})
+    return history
+
+
+def model_for(conversation: Conversation) -> ChatModel:
+    model = conversation.model
+    if model is None or not model.enabled:
+        model = ChatModel.objects.filter(enabled=True).order_by("pk").first()
+    if model is None:
+        raise SendError("No model is configured. An admin can add one in the admin panel.", "no_model")
+    return model
+
+
+def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
+    try:
+        workers = presence.live_workers(model.name)
+    except Exception as exc:  # noqa: BLE001 - Redis down: say so instead of hanging
+        raise SendError(
+            f"The queue is unreachable ({exc.__class__.__name__}); try again shortly.", "queue_down"
+        ) from exc
+    if not workers:
+        raise SendError(
+            f"No worker is serving {model.display_name} right now. Pick another model, or ask an admin to start one.",
+            "no_worker",
+        )
+    return workers
+
+
+def conversation_send(
+    *, user: User, conversation: Conversation, content: Any, params: Any = None, parent: Message | None = None
+) -> Turn:
+    """Store the user's message and a queued assistant placeholder; enqueue the job on commit."""
+    if conversation.owner_id != user.pk:
+        raise SendError("Conversation not found.", "not_found")
+    if not isinstance(content, str) or not content.strip():
+        raise SendError("Type a message first.", "empty_message")
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise SendError(f"This message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}.", "too_long")
+    params = {**(conversation.params or {}), **clean_params(params)}
+    model = model_for(conversation)
+    require_live_worker(model)
+    with transaction.atomic():
+        if parent is None:
+            parent = conversation.messages.order_by("-created", "-id").first()
+        if parent is not None and parent.conversation_id != conversation.pk:
+            raise SendError("Conversation not found.", "not_found")
+        if conversation.messages.filter(status__in=ACTIVE).exists():
+            raise SendError("An answer is still being written; stop it or wait.", "busy")
+        user_message = Message.objects.create(
+            conversation=conversation, parent=parent, role=MessageRole.USER, content=content
+        )
+        request_id = new_request_id()
+        assistant = Message.objects.create(
+            conversation=conversation,
+            parent=user_message,
+            role=MessageRole.ASSISTANT,
+            status=MessageStatus.QUEUED,
+            model_name=model.name,
+            request_id=request_id,
+        )
+        if conversation.model_id is None:
+            conversation.model = model
+        conversation.save(update_fields=["model", "updated"])
+        job = {
+            "request_id": request_id,
+            "message_id": assistant.pk,
+            "user_id": user.pk,
+            "model": model.name,
+            "system_prompt": conversation.system_prompt,
+            "messages": history_for(branch(user_message)),
+            "params": params,
+            "enqueued_at": time.time(),
+        }
+        transaction.on_commit(lambda: enqueue(job, model.queue))
+    return Turn(user_message, assistant, job, model.queue)
+
+
+def enqueue(job: dict[str, Any], queue: str) -> None:
+    from inference_worker.tasks import generate
+
+    generate.apply_async(args=[job], queue=queue)
+
+
+def message_stop(*, user: User, conversation: Conversation, request_id: str) -> Message | None:
+    """Stop a generation of this conversation: a queued one never starts, a running one is aborted."""
+    message = Message.objects.filter(
+        conversation=conversation, conversation__owner=user, request_id=request_id, role=MessageRole.ASSISTANT
+    ).first()
+    if message is None:
+        return None
+    presence.request_stop(request_id)
+    Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
+        status=MessageStatus.STOPPED, finish_reason="abort", updated=timezone.now()
+    )
+    message.refresh_from_db()
+    return message
+
+
+def message_fail(*, message_id: int, error: str, content: str | None = None) -> bool:
+    """Mark a queued or streaming message failed, keeping the partial text. True if it changed."""
+    fields: dict[str, Any] = {"status": MessageStatus.FAILED, "error": error, "updated": timezone.now()}
+    if content:
+        fields["content"] = content
+    return bool(Message.objects.filter(pk=message_id, status__in=ACTIVE).update(**fields))
+
+
+WORKER_LOST = "The worker writing this answer stopped responding; the partial answer is kept. Retry to try again."
+
+
+def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
+    """Fail active messages whose worker is gone (or that no live worker can ever pick up)."""
+    queryset = Message.objects.all() if queryset is None else queryset
+    active = list(queryset.filter(status__in=ACTIVE).only("pk", "worker", "status", "model_name", "updated"))
+    if not active:
+        return 0
+    alive = {w["name"] for w in presence.live_workers()}
+    models_served = {w["model"] for w in presence.live_workers()}
+    reaped = 0
+    grace = timezone.now() - timezone.timedelta(seconds=presence.HEARTBEAT_TTL * 2)
+    for message in active:
+        if message.status == MessageStatus.STREAMING and message.worker and message.worker not in alive:
+            reaped += message_fail(message_id=message.pk, error=WORKER_LOST)
+        elif (
+            message.status == MessageStatus.QUEUED
+            and message.model_name not in models_served
+            and message.updated < grace
+        ):
+            reaped += message_fail(
+                message_id=message.pk, error="No worker is serving this model any more. Retry when one is back."
+            )
+    return reaped
+
+
+def active_messages(conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.filter(Q(status=MessageStatus.QUEUED) | Q(status=MessageStatus.STREAMING))

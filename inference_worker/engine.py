@@ -1,0 +1,622 @@
+"""One vLLM engine per worker process, on its own event-loop thread.
+
+Celery runs tasks on a thread pool; each task hands its job to `EngineHost.submit`,
+which schedules a coroutine on the engine loop (`run_coroutine_threadsafe`). All
+requests of the process therefore share one `AsyncLLM`, and vLLM batches them
+(continuous batching). The same loop owns the one channel-layer connection that
+publishes replies, the heartbeat, and the abort listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import redis.asyncio as aioredis
+
+from inference_worker import presence
+from inference_worker.prompts import PromptTooLong, prompt_builder_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a worker needs to know about its model (a ChatModel row, flattened)."""
+
+    name: str
+    path: str
+    prompt_format: str
+    context_length: int
+    dtype: str
+    max_num_seqs: int
+    tensor_parallel_size: int
+    gpu_memory_utilization: float
+    cpu_kv_cache_gib: float
+    enforce_eager: bool
+    default_temperature: float
+    default_top_p: float
+    default_max_tokens: int
+    default_reasoning_effort: str
+
+    @classmethod
+    def from_model(cls, model) -> EngineSpec:
+        return cls(**{f: getattr(model, f) for f in cls.__dataclass_fields__})
+
+
+@dataclass
+class RequestState:
+    request_id: str
+    enqueued_at: float
+    started_at: float = field(default_factory=time.time)
+    content: str = ""
+    reasoning: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    finish_reason: str = ""
+    status: str = "queued"  # streaming / done / stopped / failed
+    error: str = ""
+    error_code: str = ""
+    aborted: bool = False
+    final_event: dict[str, Any] | None = None  # "done" or "error", sent once the result is stored
+
+    def timings(self) -> dict[str, float | None]:
+        ttft = (self.first_token_at - self.started_at) * 1000 if self.first_token_at else None
+        tps = None
+        if self.first_token_at and self.finished_at and self.completion_tokens > 1:
+            span = self.finished_at - self.first_token_at
+            tps = (self.completion_tokens - 1) / span if span > 0 else None
+        return {"time_to_first_token_ms": ttft, "tokens_per_second": tps}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "reasoning": self.reasoning,
+            "status": self.status,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "error_code": self.error_code,
+            **self.timings(),
+        }
+
+
+class Coalescer:
+    """Publishes one request's deltas: the first at once, then at most one per interval."""
+
+    def __init__(self, host: EngineHost, request_id: str, interval: float) -> None:
+        self.host, self.group, self.interval = host, presence.reply_group(request_id), interval
+        self.content = self.reasoning = ""
+        self.last_sent = 0.0
+        self.sent_any = False
+        self.seq = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.lock = asyncio.Lock()
+
+    async def push(self, content: str, reasoning: str) -> None:
+        self.content += content
+        self.reasoning += reasoning
+        if not (self.content or self.reasoning):
+            return
+        wait = self.interval - (time.monotonic() - self.last_sent)
+        if not self.sent_any or wait <= 0:
+            await self.flush()
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self.timer = None
+        asyncio.ensure_future(self.flush())
+
+    async def flush(self) -> None:
+        async with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if not (self.content or self.reasoning):
+                return
+            event: dict[str, Any] = {"event": "delta", "seq": self.seq}
+            if self.content:
+                event["content"] = self.content
+            if self.reasoning:
+                event["reasoning"] = self.reasoning
+            self.content = self.reasoning = ""
+            self.seq += 1
+            self.sent_any = True
+            self.last_sent = time.monotonic()
+            await self.host.publish(self.group, event)
+
+
+def _stat_logger_factory(host: EngineHost):
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class EngineStats(StatLoggerBase):
+        """Keeps the engine scheduler's running / waiting counts for the heartbeat."""
+
+        def __init__(self, vllm_config, engine_index: int = 0) -> None:
+            pass
+
+        def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
+            if scheduler_stats is not None:
+                host.engine_running = scheduler_stats.num_running_reqs
+                host.engine_waiting = scheduler_stats.num_waiting_reqs
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return EngineStats
+
+
+class EngineHost:
+    def __init__(
+        self,
+        spec: EngineSpec,
+        *,
+        worker_name: str,
+        queue: str,
+        idle_seconds: float = 300.0,
+        stream_interval: float = 0.03,
+        scripted_logits: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.worker_name = worker_name
+        self.queue = queue
+        self.idle_seconds = idle_seconds
+        self.stream_interval = stream_interval
+        self.scripted_logits = scripted_logits
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
+        self.engine = None
+        self.state = "loading"
+        self.is_cpu = True
+        self.requests: dict[str, RequestState] = {}
+        self.last_activity = time.monotonic()
+        self.engine_running = 0
+        self.engine_waiting = 0
+        self.load_error: str = ""
+        self.loads = 0
+        self.builder = None
+        self._ready: asyncio.Event | None = None
+        self._load_lock: asyncio.Lock | None = None
+        self._layer = None
+        self._redis: aioredis.Redis | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._startup(), self.loop).result(timeout=60)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _startup(self) -> None:
+        from channels.layers import get_channel_layer
+
+        self._ready = asyncio.Event()
+        self._load_lock = asyncio.Lock()
+        self._layer = get_channel_layer()
+        self._redis = presence_async_client()
+        self._tasks = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._abort_listener(), name="abort-listener"),
+            asyncio.create_task(self._idle_watcher(), name="idle-watcher"),
+            asyncio.create_task(self._load(), name="initial-load"),
+        ]
+
+    def stop(self, timeout: float = 30) -> None:
+        async def _shutdown() -> None:
+            for task in self._tasks:
+                task.cancel()
+            for request_id in list(self.requests):
+                await self.abort(request_id)
+            await self._unload(final=True)
+            try:
+                await self._redis.delete(presence.WORKER_PREFIX + self.worker_name)
+            except Exception:  # noqa: BLE001 - Redis may be gone at shutdown
+                pass
+
+        try:
+            asyncio.run_coroutine_threadsafe(_shutdown(), self.loop).result(timeout=timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state in ("ready", "busy", "sleeping"):
+                return True
+            if self.state == "error":
+                return False
+            time.sleep(0.1)
+        return False
+
+    def _engine_args(self):
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        spec = self.spec
+        kwargs: dict[str, Any] = {
+            "model": spec.path,
+            "tokenizer": spec.path,
+            "dtype": spec.dtype,
+            "max_model_len": spec.context_length,
+            "max_num_seqs": spec.max_num_seqs,
+            "tensor_parallel_size": spec.tensor_parallel_size,
+            "enforce_eager": spec.enforce_eager,
+            "seed": 0,
+            "disable_log_stats": False,
+        }
+        if self.is_cpu:
+            kwargs["kv_cache_memory_bytes"] = int(spec.cpu_kv_cache_gib * 2**30)
+        else:
+            kwargs["gpu_memory_utilization"] = spec.gpu_memory_utilization
+            kwargs["enable_sleep_mode"] = True
+        if self.scripted_logits:
+            kwargs["logits_processors"] = ["inference_worker.testing:ScriptedTokens"]
+        return AsyncEngineArgs(**kwargs)
+
+    def _build_engine(self):
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.is_cpu = current_platform.device_type == "cpu"
+        if self.builder is None:
+            self.builder = prompt_builder_for(
+                prompt_format=self.spec.prompt_format, context_length=self.spec.context_length, path=self.spec.path
+            )
+        return AsyncLLM.from_engine_args(self._engine_args(), stat_loggers=[_stat_logger_factory(self)])
+
+    async def _load(self) -> None:
+        """Load the engine, or wake it from sleep (GPU)."""
+        async with self._load_lock:
+            if self.state in ("ready", "busy"):
+                return
+            started = time.monotonic()
+            if self.engine is not None and self.state == "sleeping":
+                self.state = "loading"
+                await self.engine.wake_up()
+            else:
+                self.state = "loading"
+                await self._beat()
+                try:
+                    self.engine = await self.loop.run_in_executor(None, self._build_engine)
+                except Exception as exc:  # noqa: BLE001 - reported through the heartbeat
+                    log.exception("engine failed to load")
+                    self.state = "error"
+                    self.load_error = f"{exc.__class__.__name__}: {exc}"
+                    await self._beat()
+                    return
+            self.loads += 1
+            self.state = "ready"
+            self.last_activity = time.monotonic()
+            log.info("engine %s ready in %.1f s", self.spec.name, time.monotonic() - started)
+            await self._beat()
+
+    async def _unload(self, *, final: bool = False) -> None:
+        async with self._load_lock:
+            if self.engine is None:
+                return
+            if not final and not self.is_cpu:
+                await self.engine.sleep(level=1)  # weights and KV cache leave the GPU
+                self.state = "sleeping"
+            else:
+                engine, self.engine = self.engine, None
+                await self.loop.run_in_executor(None, engine.shutdown)
+                self.state = "sleeping"
+            log.info("engine %s unloaded after %.0f s idle", self.spec.name, self.idle_seconds)
+            await self._beat()
+
+    async def _idle_watcher(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, max(self.idle_seconds / 4, 0.1)))
+            idle = time.monotonic() - self.last_activity
+            if self.state == "ready" and not self.requests and idle >= self.idle_seconds:
+                await self._unload()
+
+    # --- heartbeat and aborts ---------------------------------------------------
+
+    def memory(self) -> tuple[int, int]:
+        if not self.is_cpu:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                index = int((os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0])
+                info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+                return int(info.used), int(info.total)
+            except Exception:  # noqa: BLE001 - fall back to host memory
+                pass
+        me = psutil.Process()
+        rss = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return rss, psutil.virtual_memory().total
+
+    def heartbeat(self) -> dict[str, Any]:
+        used, total = self.memory()
+        running = self.engine_running if self.requests else 0
+        waiting = self.engine_waiting if self.requests else 0
+        state = self.state
+        if state == "ready" and self.requests:
+            state = "busy"
+        return {
+            "name": self.worker_name,
+            "model": self.spec.name,
+            "queue": self.queue,
+            "state": state,
+            "device": "cpu" if self.is_cpu else "gpu",
+            "memory_used": used,
+            "memory_total": total,
+            "running": running,
+            "waiting": waiting,
+            "in_flight": len(self.requests),
+            "max_num_seqs": self.spec.max_num_seqs,
+            "engine_unfinished": self.engine.get_num_unfinished_requests() if self.engine is not None else 0,
+            "loads": self.loads,
+            "error": self.load_error,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
+
+    async def _beat(self) -> None:
+        try:
+            payload = presence.heartbeat_payload(**self.heartbeat())
+            await self._redis.set(presence.WORKER_PREFIX + self.worker_name, payload, ex=presence.HEARTBEAT_TTL)
+        except Exception as exc:  # noqa: BLE001 - Redis restarts: the next beat reconnects
+            log.warning("heartbeat failed: %s", exc)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._beat()
+            await asyncio.sleep(presence.HEARTBEAT_SECONDS)
+
+    async def _abort_listener(self) -> None:
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                await pubsub.subscribe(presence.ABORT_CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    request_id = message["data"].decode()
+                    if request_id in self.requests:
+                        await self.abort(request_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis went away: resubscribe
+                log.warning("abort listener lost Redis (%s); resubscribing", exc)
+                await asyncio.sleep(0.5)
+
+    async def abort(self, request_id: str) -> None:
+        state = self.requests.get(request_id)
+        if state is None or state.aborted:
+            return
+        state.aborted = True
+        if self.engine is not None:
+            await self.engine.abort(request_id)
+
+    async def publish(self, group: str, event: dict[str, Any]) -> None:
+        message = {"type": "chat.event", **event}
+        for attempt in range(3):
+            try:
+                await self._layer.group_send(group, message)
+                return
+            except Exception as exc:  # noqa: BLE001 - Redis restarted: retry on a new connection
+                log.warning("publish to %s failed (%s), attempt %d", group, exc, attempt + 1)
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    # --- requests ----------------------------------------------------------------
+
+    def submit(self, job: dict[str, Any]) -> tuple[RequestState, concurrent.futures.Future]:
+        state = RequestState(request_id=job["request_id"], enqueued_at=job.get("enqueued_at") or time.time())
+        self.requests[state.request_id] = state
+        future = asyncio.run_coroutine_threadsafe(self._generate(job, state), self.loop)
+        return state, future
+
+    async def _stopped_before_start(self, request_id: str) -> bool:
+        try:
+            return bool(await self._redis.exists(presence.STOP_PREFIX + request_id))
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _sampling_params(self, job: dict[str, Any], prompt):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        p = job.get("params") or {}
+        spec = self.spec
+        extra = None
+        if self.scripted_logits and job.get("script"):
+            from inference_worker.testing import SCRIPT_ARG
+
+            extra = {SCRIPT_ARG: job["script"]}
+        return SamplingParams(
+            temperature=p.get("temperature", spec.default_temperature),
+            top_p=p.get("top_p", spec.default_top_p),
+            max_tokens=p.get("max_tokens") or spec.default_max_tokens,
+            repetition_penalty=p.get("repetition_penalty", 1.0),
+            presence_penalty=p.get("presence_penalty", 0.0),
+            frequency_penalty=p.get("frequency_penalty", 0.0),
+            seed=p.get("seed"),
+            stop=p.get("stop") or None,
+            stop_token_ids=prompt.stop_token_ids or None,
+            output_kind=RequestOutputKind.DELTA,
+            detokenize=self.spec.prompt_format != "harmony",
+            extra_args=extra,
+        )
+
+    async def _generate(self, job: dict[str, Any], state: RequestState) -> RequestState:
+        rid = state.request_id
+        group = presence.reply_group(rid)
+        try:
+            if await self._stopped_before_start(rid):
+                state.status, state.finish_reason = "stopped", "abort"
+                state.final_event = {
+                    "event": "done",
+                    "status": "stopped",
+                    "finish_reason": "abort",
+                    **self._usage(state),
+                }
+                return state
+            if self.state not in ("ready", "busy"):
+                await self.publish(
+                    group,
+                    {
+                        "event": "status",
+                        "state": "loading",
+                        "message": f"Loading {self.spec.name}; your answer starts when it is ready.",
+                    },
+                )
+                await self._load()
+                if self.state not in ("ready", "busy"):
+                    raise RuntimeError(f"the model could not be loaded ({self.load_error})")
+            params = job.get("params") or {}
+            max_tokens = params.get("max_tokens") or self.spec.default_max_tokens
+            try:
+                prompt = self.builder.build(
+                    history=job["messages"],
+                    system_prompt=job.get("system_prompt", ""),
+                    max_tokens=max_tokens,
+                    options={
+                        "reasoning_effort": params.get("reasoning_effort") or self.spec.default_reasoning_effort,
+                        "date": job.get("date") or datetime.date.today().isoformat(),
+                    },
+                )
+            except PromptTooLong as exc:
+                state.status, state.error, state.error_code = "failed", str(exc), "context_length_exceeded"
+                state.final_event = {
+                    "event": "error",
+                    "message": str(exc),
+                    "code": state.error_code,
+                    "prompt_tokens": exc.tokens,
+                    "limit": exc.limit,
+                }
+                return state
+            state.prompt_tokens = len(prompt.token_ids)
+            sampling = self._sampling_params(job, prompt)
+            state.started_at = time.time()
+            state.status = "streaming"
+            await self.publish(
+                group,
+                {
+                    "event": "start",
+                    "worker": self.worker_name,
+                    "model": self.spec.name,
+                    "queue_wait_ms": max(0.0, (state.started_at - state.enqueued_at) * 1000),
+                    "prompt_tokens": state.prompt_tokens,
+                    "dropped_messages": prompt.dropped,
+                },
+            )
+            await self._stream(prompt, sampling, state)
+            return state
+        except Exception as exc:  # noqa: BLE001 - every failure reaches the user as an error event
+            log.exception("generation %s failed", rid)
+            state.status = "failed"
+            state.error = f"The model failed while answering ({exc.__class__.__name__}: {exc}). Retry, or ask an admin."
+            state.error_code = "engine_error"
+            state.final_event = {"event": "error", "message": state.error, "code": state.error_code}
+            return state
+        finally:
+            state.finished_at = state.finished_at or time.time()
+            self.requests.pop(rid, None)
+            self.last_activity = time.monotonic()
+
+    async def _stream(self, prompt, sampling, state: RequestState) -> None:
+        rid = state.request_id
+        coalescer = Coalescer(self, rid, self.stream_interval)
+        parser = _assistant_parser(self.builder.encoding) if self.spec.prompt_format == "harmony" else None
+        finish_reason = ""
+        async for output in self.engine.generate({"prompt_token_ids": prompt.token_ids}, sampling, rid):
+            completion = output.outputs[0]
+            content = reasoning = ""
+            if parser is not None:
+                for token in completion.token_ids:
+                    parser.process(token)
+                    delta = parser.last_content_delta or ""
+                    if not delta:
+                        continue
+                    if parser.current_channel == "analysis":
+                        reasoning += delta
+                        state.reasoning_tokens += 1
+                    else:
+                        content += delta
+            else:
+                content = completion.text
+            if completion.token_ids and state.first_token_at is None:
+                state.first_token_at = time.time()
+            state.completion_tokens += len(completion.token_ids)
+            state.content += content
+            state.reasoning += reasoning
+            if content or reasoning:
+                await coalescer.push(content, reasoning)
+            if output.finished:
+                finish_reason = completion.finish_reason or ""
+        await coalescer.flush()
+        state.finished_at = time.time()
+        if state.aborted or finish_reason == "abort":
+            state.status, state.finish_reason = "stopped", "abort"
+        else:
+            state.status, state.finish_reason = "done", finish_reason or "stop"
+        state.final_event = {
+            "event": "done",
+            "status": state.status,
+            "finish_reason": state.finish_reason,
+            **self._usage(state),
+        }
+
+    def finish(self, state: RequestState) -> None:
+        """Publish the final event (from the task thread, after the result is stored)."""
+        if state.final_event is not None:
+            future = asyncio.run_coroutine_threadsafe(
+                self.publish(presence.reply_group(state.request_id), state.final_event), self.loop
+            )
+            future.result(timeout=30)
+
+    @staticmethod
+    def _usage(state: RequestState) -> dict[str, Any]:
+        return {
+            "usage": {
+                "prompt_tokens": state.prompt_tokens,
+                "completion_tokens": state.completion_tokens,
+                "total_tokens": state.prompt_tokens + state.completion_tokens,
+                "reasoning_tokens": state.reasoning_tokens,
+            },
+            **state.timings(),
+        }
+
+
+def _assistant_parser(encoding):
+    """A StreamableParser positioned after "<|start|>assistant", where completions begin."""
+    from openai_harmony import Role, StreamableParser
+
+    return StreamableParser(encoding, role=Role.ASSISTANT)
+
+
+def presence_async_client() -> aioredis.Redis:
+    from django.conf import settings
+
+    return aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

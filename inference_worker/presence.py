@@ -1,0 +1,70 @@
+"""What web and workers share through Redis besides Celery: heartbeats and stops.
+
+- `chatweb:worker:<name>`: a worker's heartbeat (JSON), rewritten every
+  HEARTBEAT_SECONDS with a TTL of HEARTBEAT_TTL: a worker that dies disappears.
+- `chatweb:abort` (pub/sub): request ids to abort; the worker holding one aborts it
+  inside its engine.
+- `chatweb:stop:<request_id>`: set with the abort, so a request still queued in
+  Celery is dropped when a worker picks it up.
+- Reply groups `reply.<request_id>` on the channel layer carry the events.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+
+HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_TTL = 6
+WORKER_PREFIX = "chatweb:worker:"
+ABORT_CHANNEL = "chatweb:abort"
+STOP_PREFIX = "chatweb:stop:"
+STOP_TTL = 3600
+
+_client: redis.Redis | None = None
+
+
+def client() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
+    return _client
+
+
+def reply_group(request_id: str) -> str:
+    return f"reply.{request_id}"
+
+
+def live_workers(model: str | None = None) -> list[dict[str, Any]]:
+    """Heartbeats of the workers alive now (optionally for one model), newest first."""
+    r = client()
+    keys = list(r.scan_iter(match=f"{WORKER_PREFIX}*", count=200))
+    beats = []
+    for raw in r.mget(keys) if keys else []:
+        if raw is None:
+            continue
+        beat = json.loads(raw)
+        if model is None or beat.get("model") == model:
+            beats.append(beat)
+    return sorted(beats, key=lambda b: b.get("updated", 0), reverse=True)
+
+
+def worker_alive(name: str) -> bool:
+    return bool(client().exists(WORKER_PREFIX + name))
+
+
+def request_stop(request_id: str) -> None:
+    """Stop a request wherever it is: queued (the key) or running (the broadcast)."""
+    r = client()
+    r.set(STOP_PREFIX + request_id, "1", ex=STOP_TTL)
+    r.publish(ABORT_CHANNEL, request_id)
+
+
+def heartbeat_payload(**fields: Any) -> str:
+    return json.dumps({**fields, "updated": time.time()})

@@ -1,0 +1,230 @@
+"""The real path: websocket -> daphne -> Celery -> worker -> vLLM (CPU) -> Redis -> websocket.
+
+Real Redis, a real daphne, real Celery workers holding the real vLLM engine with
+the local SmolLM2 (float32, greedy). Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from accounts.models import UsageDay
+from conftest import ChatSocket, ensure_model_row
+from conversations.models import Conversation, Message
+from inference_worker.models import ChatModel
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+
+FRANCE = "What is the capital of France?"
+LONG = "Write a very long story about a dragon who learns to bake bread. Use many chapters."
+
+
+def conversation(user, model) -> Conversation:
+    return Conversation.objects.create(owner=user, title="test", model=model)
+
+
+def ask(server, user, conv, content, **params) -> list[dict]:
+    socket = ChatSocket(server, user, conv.pk)
+    try:
+        socket.send(type="send", content=content, params=params)
+        return socket.until("done", "error", timeout=180)
+    finally:
+        socket.close()
+
+
+def test_answer_streams_in_pieces_and_is_stored_as_streamed(live_daphne, users, smollm2):
+    conv = conversation(users.alice, smollm2)
+    events = ask(live_daphne, users.alice, conv, FRANCE, temperature=0)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "queued" and "start" in kinds and kinds[-1] == "done", events
+    deltas = [e for e in events if e["type"] == "delta"]
+    assert len(deltas) >= 2, "the answer must arrive in several pieces"
+    assert [d["seq"] for d in deltas] == list(range(len(deltas)))
+    streamed = "".join(d.get("content", "") for d in deltas)
+    assert streamed == "The capital of France is Paris."
+
+    done = events[-1]
+    assert done["status"] == "done" and done["finish_reason"] == "stop"
+    assert done["usage"]["completion_tokens"] >= 7 and done["usage"]["prompt_tokens"] > 10
+    start = next(e for e in events if e["type"] == "start")
+    assert start["prompt_tokens"] == done["usage"]["prompt_tokens"] and start["queue_wait_ms"] >= 0
+
+    stored = Message.objects.get(pk=events[0]["message_id"])
+    assert stored.status == "done" and stored.content == streamed
+    assert stored.model_name == "smollm2-test" and stored.worker.startswith("smollm2-test-cpu@")
+    assert stored.completion_tokens == done["usage"]["completion_tokens"]
+    assert stored.time_to_first_token_ms > 0 and stored.tokens_per_second > 0
+    usage = UsageDay.objects.get(user=users.alice)
+    assert usage.requests == 1 and usage.completion_tokens == stored.completion_tokens
+
+
+def test_the_answer_is_stored_even_if_nobody_listens(live_daphne, users, smollm2):
+    conv = conversation(users.alice, smollm2)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    socket.send(type="send", content=FRANCE)
+    queued = socket.until("queued")[-1]
+    socket.close()  # the tab is closed at once
+    message = Message.objects.get(pk=queued["message_id"])
+    deadline = time.monotonic() + 120
+    while message.status in ("queued", "streaming") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        message.refresh_from_db()
+    assert message.status == "done"
+    assert message.content == "The capital of France is Paris."
+
+
+def test_concurrent_requests_run_together(live_daphne, users, smollm2, smollm2_worker):
+    def one(conv) -> float:
+        started = time.monotonic()
+        events = ask(live_daphne, users.alice, conv, LONG, max_tokens=48, temperature=0)
+        assert events[-1]["type"] == "done", events[-1]
+        assert events[-1]["usage"]["completion_tokens"] == 48
+        return time.monotonic() - started
+
+    single = one(conversation(users.alice, smollm2))
+    convs = [conversation(users.alice, smollm2) for _ in range(6)]
+    peak = {"in_flight": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            beat = smollm2_worker.heartbeat() or {}
+            peak["in_flight"] = max(peak["in_flight"], beat.get("in_flight", 0))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads, started = [], time.monotonic()
+    for conv in convs:
+        thread = threading.Thread(target=one, args=(conv,))
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    together = time.monotonic() - started
+    stop.set()
+    watcher.join()
+    assert Message.objects.filter(conversation__in=convs, role="assistant", status="done").count() == 6
+    # Batched: six answers take well under six times one answer.
+    assert together < 0.6 * 6 * single, (together, single)
+    assert peak["in_flight"] >= 3, peak
+
+
+def test_stop_aborts_the_request_inside_the_engine_and_keeps_the_partial_answer(
+    live_daphne, users, smollm2, smollm2_worker
+):
+    conv = conversation(users.alice, smollm2)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    socket.send(type="send", content=LONG, params={"max_tokens": 1000, "temperature": 0})
+    queued = socket.until("queued")[-1]
+    deltas = 0
+    while deltas < 3:
+        deltas += socket.recv()["type"] == "delta"
+    assert smollm2_worker.wait_state(("busy",), 5)["engine_unfinished"] == 1
+    socket.send(type="stop", request_id=queued["request_id"])
+    done = socket.until("done", timeout=10)[-1]
+    socket.close()
+    assert done["status"] == "stopped" and done["finish_reason"] == "abort"
+    assert done["usage"]["completion_tokens"] < 1000
+
+    # The engine no longer runs it: its unfinished-request count is back to zero.
+    beat = smollm2_worker.wait_state(("ready",), 10)
+    assert beat["engine_unfinished"] == 0 and beat["running"] == 0
+    message = Message.objects.get(pk=queued["message_id"])
+    for _ in range(50):
+        if message.status != "streaming":
+            break
+        time.sleep(0.1)
+        message.refresh_from_db()
+    assert message.status == "stopped"
+    assert message.content and message.completion_tokens == done["usage"]["completion_tokens"]
+
+
+def test_no_live_worker_is_an_immediate_clear_error(live_daphne, users):
+    orphan = ChatModel.objects.create(name="nobody-serves-me", display_name="Orphan", path="/nowhere", queue="orphan")
+    conv = conversation(users.alice, orphan)
+    started = time.monotonic()
+    events = ask(live_daphne, users.alice, conv, "hello")
+    assert time.monotonic() - started < 5
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "no_worker"
+    assert "No worker is serving Orphan" in events[-1]["message"]
+    assert not Message.objects.filter(conversation=conv).exists(), "a refused send stores nothing"
+
+
+def test_a_message_too_long_for_the_context_says_so_with_numbers(live_daphne, users, smollm2):
+    conv = conversation(users.alice, smollm2)
+    events = ask(live_daphne, users.alice, conv, "lorem ipsum " * 1200, max_tokens=64)
+    error = events[-1]
+    assert error["type"] == "error" and error["code"] == "context_length_exceeded"
+    assert f"this model accepts {2048 - 64}" in error["message"] and error["prompt_tokens"] > 2048
+    assert not any(e["type"] == "start" for e in events), "no engine call"
+    assert Message.objects.get(pk=events[0]["message_id"]).status == "failed"
+
+
+def test_another_users_conversation_cannot_be_continued_or_stopped(live_daphne, users, smollm2):
+    conv = conversation(users.alice, smollm2)
+    from websockets.exceptions import ConnectionClosed
+
+    socket = ChatSocket(live_daphne, users.bob, conv.pk)
+    with pytest.raises(ConnectionClosed) as closed:
+        socket.send(type="send", content="hijack")
+        socket.recv(timeout=5)
+    assert closed.value.rcvd.code == 4004
+    assert not Message.objects.filter(conversation=conv).exists()
+
+
+def test_bad_frames_get_an_error_and_the_socket_survives(live_daphne, users, smollm2):
+    conv = conversation(users.alice, smollm2)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        socket.ws.send("{not json")
+        assert socket.recv()["code"] == "bad_json"
+        socket.ws.send("x" * 300_000)
+        assert socket.recv()["code"] == "too_large"
+        socket.send(type="send", content="hi", params={"temperature": "hot"})
+        assert socket.recv()["code"] == "invalid_params"
+        socket.send(type="send", content="   ")
+        assert socket.recv()["code"] == "empty_message"
+        socket.send(type="ping")
+        assert socket.recv()["type"] == "pong"
+    finally:
+        socket.close()
+    assert not Message.objects.filter(conversation=conv).exists()
+
+
+def test_killed_worker_gives_a_clear_error_and_the_next_request_is_served(live_daphne, users, smollm2, start_worker):
+    victim = start_worker("smollm2-test", tag="victim")
+    conv = conversation(users.alice, smollm2)
+    for _attempt in range(8):
+        socket = ChatSocket(live_daphne, users.alice, conv.pk)
+        socket.send(type="send", content=LONG, params={"max_tokens": 1000})
+        events = socket.until("start", "error")
+        assert events[-1]["type"] == "start", events
+        if events[-1]["worker"] == victim.name:
+            break
+        socket.send(type="stop", request_id=events[0]["request_id"])  # the other worker got it: try again
+        socket.until("done")
+        socket.close()
+    else:
+        pytest.fail("the second worker never received a request")
+    message_id = events[0]["message_id"]
+    partial = ""
+    while len(partial) < 20:
+        event = socket.recv()
+        partial += event.get("content", "")
+    victim.kill()
+    killed = time.monotonic()
+    error = socket.until("error", timeout=20)[-1]
+    assert time.monotonic() - killed < 15
+    assert error["code"] == "worker_lost" and "partial answer is kept" in error["message"]
+    socket.close()
+    message = Message.objects.get(pk=message_id)
+    assert message.status == "failed" and message.content.startswith(partial)
+
+    ensure_model_row("smollm2-test")
+    events = ask(live_daphne, users.alice, conv, FRANCE, temperature=0)
+    assert events[-1]["type"] == "done", events[-1]
+    assert next(e for e in events if e["type"] == "start")["worker"] != victim.name
