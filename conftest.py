@@ -43,49 +43,65 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def redis_server(tmp_path_factory) -> Iterator[str]:
-    """The Redis at settings.REDIS_URL (127.0.0.1:6399 in tests), started here if none answers."""
-    url = settings.REDIS_URL
-    client = redis_lib.Redis.from_url(url, socket_timeout=1)
-    proc = None
-    try:
-        client.ping()
-    except redis_lib.ConnectionError:
+class RedisServer:
+    """The tests' own redis-server on the port of settings.REDIS_URL (6399)."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        self.url, self.workdir = url, workdir
+        self.port = urlparse(url).port or 6379
+        self.client = redis_lib.Redis.from_url(url, socket_timeout=1)
+        self.process: subprocess.Popen | None = None
+
+    def up(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis_lib.ConnectionError:
+            return False
+
+    def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.exit("redis-server is not installed: run scripts/setup.sh (or apt-get install redis-server)", 2)
-        port = urlparse(url).port or 6379
-        workdir = tmp_path_factory.mktemp("redis")
-        proc = subprocess.Popen(
+        if self.up():  # a leftover from an earlier run: replace it with our own
+            try:
+                self.client.shutdown(nosave=True)
+            except redis_lib.ConnectionError:
+                pass
+            wait_for(lambda: not self.up(), 10, "the old redis-server to stop")
+        self.process = subprocess.Popen(
             [
                 binary,
                 "--bind",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                str(self.port),
                 "--save",
                 "",
                 "--appendonly",
                 "no",
                 "--dir",
-                str(workdir),
+                str(self.workdir),
             ],
             stdout=subprocess.DEVNULL,
         )
+        wait_for(self.up, 10, "redis-server")
 
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis_lib.ConnectionError:
-                return False
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
-        wait_for(up, 10, "redis-server")
-    client.flushdb()
-    yield url
-    if proc is not None:
-        proc.terminate()
-        proc.wait(10)
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    server = RedisServer(settings.REDIS_URL, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

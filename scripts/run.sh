@@ -42,10 +42,20 @@ fi
 daphne -b "$HOST" -p "$PORT" --proxy-headers chatweb.asgi:application &
 pids+=($!)
 
-for _ in $(seq 100); do curl -fs "http://$HOST:$PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+# One worker for the default model: gpt-oss-20b where a GPU is seen, else the local SmolLM2.
+MODEL=${CHATWEB_MODEL:-auto}
+if [[ $MODEL == auto ]]; then
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then MODEL=gpt-oss-20b; else MODEL=smollm2-135m-instruct; fi
+fi
+if [[ $MODEL == gpt-oss-20b ]]; then python manage.py register_local_models --gpu >/dev/null; fi
+python manage.py run_worker --model "$MODEL" ${CHATWEB_GPU:+--gpu "$CHATWEB_GPU"} --loglevel WARNING &
+pids+=($!)
+
+for _ in $(seq 100); do curl -s -o /dev/null "http://$HOST:$PORT/health" && break; sleep 0.2; done
 cat <<MSG
 
-  chatweb is running: http://$HOST:$PORT/
+  chatweb is running: http://$HOST:$PORT/   (model: $MODEL, loading in the background;
+  http://$HOST:$PORT/health says "ready" once it can answer)
   First time? Sign up at http://$HOST:$PORT/accounts/signup/ — the first account becomes the admin.
   (Or: .venv/bin/python manage.py createsuperuser)
   Ctrl-C stops everything.

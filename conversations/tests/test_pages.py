@@ -45,6 +45,9 @@ def test_model_picker_labels_the_cpu_demo_model(client, users):
 
 
 @pytest.mark.django_db
-def test_health_reports_database_and_redis(client):
-    body = client.get("/health").json()
-    assert body["database"] == "ok" and body["redis"] == "ok"
+def test_health_is_503_when_no_worker_serves_any_model(client):
+    # (runs before any worker fixture of the session has started a worker)
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "no_workers" and body["database"] == "ok" and body["redis"] == "ok"

@@ -228,3 +228,22 @@ def test_killed_worker_gives_a_clear_error_and_the_next_request_is_served(live_d
     events = ask(live_daphne, users.alice, conv, FRANCE, temperature=0)
     assert events[-1]["type"] == "done", events[-1]
     assert next(e for e in events if e["type"] == "start")["worker"] != victim.name
+
+
+def test_health_lists_the_live_workers(client, smollm2, smollm2_worker):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    names = [w["name"] for w in body["workers"]["smollm2-test"]]
+    assert smollm2_worker.name in names
+    assert all(w["memory_used"] > 0 and w["memory_total"] > 0 for w in body["workers"]["smollm2-test"])
+
+
+def test_web_and_worker_recover_from_a_redis_restart(live_daphne, users, smollm2, smollm2_worker, redis_server):
+    redis_server.restart()  # queues, heartbeats and channel-layer subscriptions are gone
+    smollm2_worker.wait_state(("ready",), 20)  # the worker reconnected by itself
+    conv = conversation(users.alice, smollm2)
+    events = ask(live_daphne, users.alice, conv, FRANCE, temperature=0)
+    assert events[-1]["type"] == "done", events
+    assert "".join(e.get("content", "") for e in events if e["type"] == "delta") == "The capital of France is Paris."

@@ -1,0 +1,111 @@
+"""gpt-oss end to end through the real engine, and a worker's idle unload / reload.
+
+The tiny gpt-oss has random weights, which never emit harmony's channel tokens, so
+the worker (started with CHATWEB_SCRIPTED_LOGITS=1) forces a scripted harmony
+sequence through a test-only logits processor. Everything else is the real path:
+harmony prompt, vLLM, StreamableParser, coalescing, Redis, storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from conftest import ensure_model_row
+from conversations.models import Conversation, Message
+from conversations.services import enqueue
+from inference_worker import presence
+from inference_worker.engine import new_request_id
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+
+IDLE_SECONDS = 8
+REASONING = "The user asks for the answer. It is 42."
+ANSWER = "The answer is 42."
+
+
+@pytest.fixture(scope="module")
+def gpt_oss_worker(start_worker):
+    return start_worker("gpt-oss-test", tag="cpu", idle_seconds=IDLE_SECONDS)
+
+
+def script() -> list[int]:
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    text = (
+        f"<|channel|>analysis<|message|>{REASONING}<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{ANSWER}<|return|>"
+    )
+    return encoding.encode(text, allowed_special="all")
+
+
+def run_turn(user, content: str) -> tuple[list[dict], Message]:
+    model = ensure_model_row("gpt-oss-test")
+    conv = Conversation.objects.create(owner=user, model=model)
+    question = Message.objects.create(conversation=conv, role="user", content=content)
+    request_id = new_request_id()
+    answer = Message.objects.create(
+        conversation=conv,
+        parent=question,
+        role="assistant",
+        status="queued",
+        request_id=request_id,
+        model_name=model.name,
+    )
+    job = {
+        "request_id": request_id,
+        "message_id": answer.pk,
+        "user_id": user.pk,
+        "messages": [{"role": "user", "content": content}],
+        "params": {"max_tokens": 64, "reasoning_effort": "low"},
+        "enqueued_at": time.time(),
+        "script": script(),
+    }
+
+    async def listen() -> list[dict]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(presence.reply_group(request_id), channel)
+        enqueue(job, model.queue)
+        events = []
+        while True:
+            event = await asyncio.wait_for(layer.receive(channel), 180)
+            events.append(event)
+            if event["event"] in ("done", "error"):
+                return events
+
+    events = async_to_sync(listen)()
+    answer.refresh_from_db()
+    return events, answer
+
+
+def test_reasoning_and_answer_arrive_separately_and_are_stored(users, gpt_oss_worker):
+    events, stored = run_turn(users.alice, "What is the answer?")
+    assert events[-1]["event"] == "done", events[-1]
+    deltas = [e for e in events if e["event"] == "delta"]
+    reasoning = "".join(d.get("reasoning", "") for d in deltas)
+    content = "".join(d.get("content", "") for d in deltas)
+    assert reasoning == REASONING
+    assert content == ANSWER
+    # reasoning streams first, on its own, before any answer text
+    first_content = next(i for i, d in enumerate(deltas) if d.get("content"))
+    assert any(d.get("reasoning") for d in deltas[:first_content])
+    assert events[-1]["usage"]["reasoning_tokens"] > 0
+    assert stored.status == "done" and stored.finish_reason == "stop"
+    assert stored.reasoning == REASONING and stored.content == ANSWER
+
+
+def test_idle_worker_frees_the_model_and_reloads_it_on_the_next_request(users, gpt_oss_worker):
+    loaded = gpt_oss_worker.wait_state(("ready",), 60)
+    asleep = gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
+    assert asleep["memory_used"] < loaded["memory_used"], "the engine's memory is given back"
+    events, stored = run_turn(users.alice, "Again?")
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "status" and events[0]["state"] == "loading" and "Loading" in events[0]["message"]
+    assert kinds[-1] == "done" and stored.content == ANSWER
+    assert gpt_oss_worker.wait_state(("ready", "busy"), 10)["loads"] == loaded["loads"] + 1
