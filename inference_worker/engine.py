@@ -458,6 +458,7 @@ class EngineHost:
             presence_penalty=p.get("presence_penalty", 0.0),
             frequency_penalty=p.get("frequency_penalty", 0.0),
             seed=p.get("seed"),
+            ignore_eos=bool(p.get("ignore_eos", False)),  # benchmarks: fixed-length answers
             stop=p.get("stop") or None,
             stop_token_ids=prompt.stop_token_ids or None,
             output_kind=RequestOutputKind.DELTA,

@@ -150,3 +150,38 @@ def test_admin_home_links_to_pending_signups(admin_client, users):
     html = admin_client.get("/admin/").content.decode()
     assert "1 signup awaiting approval" in html
     assert "/admin/accounts/user/?status=pending" in html
+
+
+@pytest.mark.django_db
+def test_admins_manage_model_rows(admin_client, users):
+    from inference_worker.models import ChatModel
+
+    response = admin_client.post(
+        "/admin/inference_worker/chatmodel/add/",
+        {
+            "name": "gpt-oss-120b",
+            "display_name": "gpt-oss-120b",
+            "description": "",
+            "path": "openai/gpt-oss-120b",
+            "queue": "gpt-oss-120b",
+            "prompt_format": "harmony",
+            "enabled": "on",
+            "default_temperature": "1.0",
+            "default_top_p": "1.0",
+            "default_max_tokens": "4096",
+            "default_reasoning_effort": "medium",
+            "context_length": "131072",
+            "dtype": "auto",
+            "max_num_seqs": "128",
+            "tensor_parallel_size": "2",
+            "gpu_memory_utilization": "0.9",
+            "cpu_kv_cache_gib": "1",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    row = ChatModel.objects.get(name="gpt-oss-120b")
+    assert row.tensor_parallel_size == 2 and row.is_harmony
+    page = admin_client.get("/admin/inference_worker/chatmodel/").content.decode()
+    assert "gpt-oss-120b" in page and "none" in page  # no live worker for it
+    bad = admin_client.post("/admin/inference_worker/chatmodel/add/", {"name": "x", "queue": "bad queue!"})
+    assert bad.status_code == 200 and ChatModel.objects.count() == 1
