@@ -151,10 +151,12 @@ async def run(args: argparse.Namespace, model: ChatModel) -> None:
         layer = get_channel_layer()
         await one(layer, model.queue, 8)  # warm-up
         print(
-            f"model {model.name} ({model.dtype}), {args.tokens} output tokens per request, machine: {os.cpu_count()} cores"
+            f"model {model.name} ({model.dtype}), {args.tokens} output tokens per request, "
+            f"machine: {os.cpu_count()} cores"
         )
         print(
-            f"{'concurrency':>11} {'tok/s':>8} {'x one':>6} {'ttft p50':>9} {'ttft p95':>9} {'gap p95':>8} {'queue p50':>9} {'deltas/req':>10}"
+            f"{'concurrency':>11} {'tok/s':>8} {'x one':>6} {'ttft p50':>9} {'ttft p95':>9} "
+            f"{'gap p95':>8} {'queue p50':>9} {'deltas/req':>10}"
         )
         base = None
         for level in [int(x) for x in args.levels.split(",")]:
@@ -166,7 +168,8 @@ async def run(args: argparse.Namespace, model: ChatModel) -> None:
             ttfts = [r["ttft"] for r in results if r["ttft"]]
             gaps = [g for r in results for g in r["gaps"]]
             print(
-                f"{level:11d} {tps:8.1f} {tps / base:6.2f} {pct(ttfts, 0.5) * 1000:8.0f}ms {pct(ttfts, 0.95) * 1000:8.0f}ms "
+                f"{level:11d} {tps:8.1f} {tps / base:6.2f} "
+                f"{pct(ttfts, 0.5) * 1000:8.0f}ms {pct(ttfts, 0.95) * 1000:8.0f}ms "
                 f"{pct(gaps, 0.95) * 1000:7.0f}ms {pct([r['queue_wait'] or 0 for r in results], 0.5) * 1000:7.0f}ms "
                 f"{statistics.mean(r['deltas'] for r in results):10.1f}"
             )
@@ -176,7 +179,8 @@ async def run(args: argparse.Namespace, model: ChatModel) -> None:
         beat = presence.live_workers(model.name)[0]
         print(
             f"stop -> done (engine aborted, partial kept): p50 {pct(latencies, 0.5):.0f} ms, "
-            f"max {max(latencies):.0f} ms over {len(latencies)} stops; engine unfinished after: {beat['engine_unfinished']}"
+            f"max {max(latencies):.0f} ms over {len(latencies)} stops; "
+            f"engine unfinished after: {beat['engine_unfinished']}"
         )
     finally:
         if worker is not None:
