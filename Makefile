@@ -1,5 +1,5 @@
 # The two commands (see README): `make run` and `make test`.
-.PHONY: run test setup lint models lock
+.PHONY: run test test-postgres setup lint models lock
 
 run:
 	scripts/run.sh
@@ -19,3 +19,7 @@ lint:
 # Re-resolve requirements-cpu.lock from the top-level requirements files.
 lock:
 	scripts/lock.sh
+
+# The suite on PostgreSQL (a throwaway local cluster) instead of SQLite.
+test-postgres:
+	scripts/test-postgres.sh

@@ -126,11 +126,22 @@ class LiveServer:
     log: Path
 
 
+def test_database_url() -> str:
+    """The test database (pytest-django has renamed it by now) as a DATABASE_URL."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    from urllib.parse import quote
+
+    auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 def test_environment(**extra: str) -> dict[str, str]:
     """Environment for a server or worker process that shares the test database."""
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        DATABASE_URL=test_database_url(),
         REDIS_URL=settings.REDIS_URL,
         SECRET_KEY=settings.SECRET_KEY,
         DEBUG="false",
