@@ -1,0 +1,64 @@
+"""Delta coalescing: the first delta at once, then at most one per interval, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from inference_worker.engine import Coalescer
+
+
+class Sink:
+    """Where a coalescer publishes: records what it got and when."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, dict]] = []
+
+    async def publish(self, group: str, event: dict) -> None:
+        self.events.append((time.monotonic(), group, event))
+
+
+async def test_first_delta_goes_at_once_then_one_per_interval():
+    sink = Sink()
+    coalescer = Coalescer(sink, "req1", interval=0.1)
+    started = time.monotonic()
+    await coalescer.push("Hel", "")
+    assert len(sink.events) == 1 and sink.events[0][0] - started < 0.02
+    for piece in ["lo", ",", " wor", "ld"]:
+        await coalescer.push(piece, "")
+        await asyncio.sleep(0.01)
+    assert len(sink.events) == 1, "pieces inside the interval wait"
+    await asyncio.sleep(0.15)  # the timer flushes without another push
+    assert len(sink.events) == 2
+    _, group, second = sink.events[1]
+    assert group == "reply.req1"
+    assert second == {"event": "delta", "seq": 1, "content": "lo, world"}
+    assert sink.events[1][0] - sink.events[0][0] >= 0.095
+
+
+async def test_reasoning_and_content_travel_in_one_delta_and_flush_empties_the_buffer():
+    sink = Sink()
+    coalescer = Coalescer(sink, "req2", interval=10)
+    await coalescer.push("", "thinking")
+    await coalescer.push("", " more")
+    await coalescer.push("Answer", "")
+    await coalescer.flush()
+    await coalescer.flush()  # nothing left: no empty delta
+    assert [e for _, _, e in sink.events] == [
+        {"event": "delta", "seq": 0, "reasoning": "thinking"},
+        {"event": "delta", "seq": 1, "content": "Answer", "reasoning": " more"},
+    ]
+
+
+async def test_many_fast_tokens_become_few_messages():
+    sink = Sink()
+    coalescer = Coalescer(sink, "req3", interval=0.03)
+    for n in range(500):
+        await coalescer.push(f"t{n} ", "")
+        if n % 50 == 0:
+            await asyncio.sleep(0.005)
+    await coalescer.flush()
+    text = "".join(e["content"] for _, _, e in sink.events)
+    assert text == "".join(f"t{n} " for n in range(500))
+    assert len(sink.events) < 20
+    assert [e["seq"] for _, _, e in sink.events] == list(range(len(sink.events)))
