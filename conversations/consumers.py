@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -19,6 +20,7 @@ from accounts.models import SiteSettings
 from conversations import services
 from conversations.models import Conversation, Message, MessageStatus
 from inference_worker import presence
+from inference_worker.engine import new_request_id
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHENTICATED = 4001
@@ -27,6 +29,8 @@ CLOSE_NOT_FOUND = 4004
 
 MAX_FRAME_BYTES = 256 * 1024
 WATCHDOG_SECONDS = 2.0
+RESYNC_SECONDS = 1.5
+LAYER_RETRIES = 8
 SILENCE_BEFORE_CHECK = 4.0
 
 
@@ -38,6 +42,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     partial: str = ""
     last_event: float = 0.0
     watchdog: asyncio.Task | None = None
+    resync_buffer: list[dict] | None = None  # deltas held until the worker's snapshot
+    resync_stored: dict | None = None
+    resync_timer: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -57,14 +64,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         active = await self._active_message()
         if active is not None:  # a reconnect while an answer is being written: follow it
             await self._follow(active.request_id, active.pk, active.worker or None)
-            await self.send_json(
-                {
-                    "type": "resume",
-                    "message_id": active.pk,
-                    "request_id": active.request_id,
-                    "content": active.content,
-                    "reasoning": active.reasoning if self.show_reasoning else "",
-                }
+            # What was streamed so far comes from the worker (the stored text lags by
+            # up to PARTIAL_SAVE_SECONDS); deltas arriving meanwhile wait here.
+            self.resync_buffer = []
+            self.resync_stored = {"content": active.content, "reasoning": active.reasoning}
+            await database_sync_to_async(presence.request_snapshot)(active.request_id)
+            self.resync_timer = asyncio.get_running_loop().call_later(
+                RESYNC_SECONDS, lambda: asyncio.ensure_future(self._end_resync(None))
             )
 
     async def _refuse(self, code: int) -> None:
@@ -93,10 +99,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return services.active_messages(conversation).order_by("-created").first()
 
     @database_sync_to_async
-    def _send_turn(self, content, params):
+    def _send_turn(self, content, params, request_id: str):
         conversation = Conversation.objects.select_related("model").get(pk=self.conversation_id)
         return services.conversation_send(
-            user=self.scope["user"], conversation=conversation, content=content, params=params
+            user=self.scope["user"], conversation=conversation, content=content, params=params, request_id=request_id
         )
 
     @database_sync_to_async
@@ -105,21 +111,35 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return services.message_stop(user=self.scope["user"], conversation=conversation, request_id=request_id)
 
     @database_sync_to_async
-    def _check_lost(self) -> str | None:
-        """None while the answer is alive; else the error now stored on the message."""
+    def _check_lost(self) -> dict | None:
+        """None while the answer is alive; else the event that ends it for this socket.
+
+        Catches a worker that died (kill -9, lost host) and an outcome this socket
+        missed (its subscription dropped with a Redis restart): the stored message
+        is the truth either way.
+        """
         message = Message.objects.filter(pk=self.message_id).first()
         if message is None:
-            return "This answer was deleted."
-        if message.status not in services.ACTIVE:
-            return None if message.status in (MessageStatus.DONE, MessageStatus.STOPPED) else message.error
+            return {"type": "error", "code": "deleted", "message": "This answer was deleted."}
+        if message.status in (MessageStatus.DONE, MessageStatus.STOPPED):
+            return {
+                "type": "done",
+                "status": message.status,
+                "finish_reason": message.finish_reason,
+                "content": message.content,
+                "reasoning": message.reasoning if self.show_reasoning else "",
+                "recovered": True,
+            }
+        if message.status == MessageStatus.FAILED:
+            return {"type": "error", "code": "failed", "message": message.error, "content": message.content}
         worker = self.worker or message.worker
         if worker and not presence.worker_alive(worker):
             services.message_fail(message_id=message.pk, error=services.WORKER_LOST, content=self.partial or None)
-            return services.WORKER_LOST
+            return {"type": "error", "code": "worker_lost", "message": services.WORKER_LOST, "content": self.partial}
         if not worker and not presence.live_workers(message.model_name):
             error = "No worker is serving this model any more. Retry when one is back."
             services.message_fail(message_id=message.pk, error=error)
-            return error
+            return {"type": "error", "code": "no_worker", "message": error}
         return None
 
     # --- client messages --------------------------------------------------------
@@ -156,12 +176,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._error(f"Unknown message type {kind!r}.", "unknown_type")
 
     async def _on_send(self, content: dict) -> None:
+        # Subscribe before the job is enqueued: a fast worker's first events must
+        # find us listening (the pub/sub layer drops messages nobody listens to).
+        if self.request_id is not None:
+            await self._error("An answer is still being written; stop it or wait.", "busy")
+            return
+        request_id = new_request_id()
         try:
-            turn = await self._send_turn(content.get("content"), content.get("params"))
+            await self._follow(request_id, None, None)
+        except (OSError, redis.RedisError):
+            await self._unfollow()
+            await self._error("The message queue is unreachable right now; try again in a moment.", "queue_down")
+            return
+        try:
+            turn = await self._send_turn(content.get("content"), content.get("params"), request_id)
         except services.SendError as exc:
+            await self._unfollow()
             await self._error(exc.message, exc.code)
             return
-        await self._follow(turn.job["request_id"], turn.assistant_message.pk, None)
+        self.message_id = turn.assistant_message.pk
         await self.send_json(
             {
                 "type": "queued",
@@ -191,21 +224,36 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- following one generation -------------------------------------------------
 
-    async def _follow(self, request_id: str, message_id: int, worker: str | None) -> None:
+    async def _layer(self, method, *args) -> None:
+        """A channel-layer call that rides out a Redis restart (the first call after
+        one fails while the layer reconnects)."""
+        for attempt in range(LAYER_RETRIES):
+            try:
+                await method(*args)
+                return
+            except (OSError, redis.RedisError):
+                if attempt == LAYER_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _follow(self, request_id: str, message_id: int | None, worker: str | None) -> None:
         await self._unfollow()
         self.request_id, self.message_id, self.worker = request_id, message_id, worker
         self.partial = ""
         self.last_event = time.monotonic()
-        await self.channel_layer.group_add(presence.reply_group(request_id), self.channel_name)
+        await self._layer(self.channel_layer.group_add, presence.reply_group(request_id), self.channel_name)
         self.watchdog = asyncio.create_task(self._watch())
 
     async def _unfollow(self) -> None:
         if self.watchdog is not None and self.watchdog is not asyncio.current_task():
             self.watchdog.cancel()
         self.watchdog = None
-        if self.request_id:
-            await self.channel_layer.group_discard(presence.reply_group(self.request_id), self.channel_name)
-        self.request_id = self.message_id = self.worker = None
+        request_id, self.request_id, self.message_id, self.worker = self.request_id, None, None, None
+        if request_id:
+            try:
+                await self._layer(self.channel_layer.group_discard, presence.reply_group(request_id), self.channel_name)
+            except (OSError, redis.RedisError):
+                pass  # the subscription went with the connection anyway
 
     async def _watch(self) -> None:
         """No word from the worker for a while: is it still alive? (kill -9, lost host)"""
@@ -213,16 +261,63 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(WATCHDOG_SECONDS)
             if time.monotonic() - self.last_event < SILENCE_BEFORE_CHECK:
                 continue
-            error = await self._check_lost()
-            if error:
-                await self._error(error, "worker_lost", message_id=self.message_id, content=self.partial)
+            if self.message_id is None:
+                continue
+            ending = await self._check_lost()
+            if ending:
+                await self.send_json({**ending, "message_id": self.message_id})
                 self.watchdog = None
                 await self._unfollow()
                 return
 
+    async def _end_resync(self, snapshot: dict | None, *, stored: dict | None = None) -> None:
+        if self.resync_buffer is None:
+            return
+        buffered, self.resync_buffer = self.resync_buffer, None
+        if self.resync_timer is not None:
+            self.resync_timer.cancel()
+            self.resync_timer = None
+        if snapshot is not None:
+            base, from_seq = snapshot, snapshot["seq"]
+        else:
+            # No worker holds it (still queued, or already finished and stored).
+            base = stored or self.resync_stored
+            from_seq = 0 if not base["content"] and not base["reasoning"] else None
+        await self.send_json(
+            {
+                "type": "resume",
+                "message_id": self.message_id,
+                "request_id": self.request_id,
+                "content": base["content"],
+                "reasoning": base["reasoning"] if self.show_reasoning else "",
+            }
+        )
+        for delta in buffered:
+            if from_seq is not None and delta.get("seq", 0) >= from_seq:
+                await self._relay(delta)
+
+    @database_sync_to_async
+    def _stored_text(self) -> dict:
+        message = Message.objects.filter(pk=self.message_id).only("content", "reasoning").first()
+        return {"content": message.content, "reasoning": message.reasoning} if message else self.resync_stored
+
     async def chat_event(self, event: dict) -> None:
         """A worker's event for the generation this socket follows."""
         self.last_event = time.monotonic()
+        kind = event.get("event")
+        if kind == "snapshot":
+            if self.resync_buffer is not None:
+                await self._end_resync(event)
+            return  # another socket's resync
+        if self.resync_buffer is not None:
+            if kind == "delta":
+                self.resync_buffer.append(event)
+                return
+            if kind in ("done", "error"):  # finished before any snapshot: the stored text is final
+                await self._end_resync(None, stored=await self._stored_text())
+        await self._relay(event)
+
+    async def _relay(self, event: dict) -> None:
         kind = event.get("event")
         payload = {k: v for k, v in event.items() if k not in ("type", "event")}
         if kind == "start":

@@ -118,7 +118,13 @@ def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
 
 
 def conversation_send(
-    *, user: User, conversation: Conversation, content: Any, params: Any = None, parent: Message | None = None
+    *,
+    user: User,
+    conversation: Conversation,
+    content: Any,
+    params: Any = None,
+    parent: Message | None = None,
+    request_id: str | None = None,
 ) -> Turn:
     """Store the user's message and a queued assistant placeholder; enqueue the job on commit."""
     if conversation.owner_id != user.pk:
@@ -140,7 +146,7 @@ def conversation_send(
         user_message = Message.objects.create(
             conversation=conversation, parent=parent, role=MessageRole.USER, content=content
         )
-        request_id = new_request_id()
+        request_id = request_id or new_request_id()
         assistant = Message.objects.create(
             conversation=conversation,
             parent=user_message,

@@ -101,7 +101,8 @@ class Coalescer:
 
     def __init__(self, host: EngineHost, request_id: str, interval: float) -> None:
         self.host, self.group, self.interval = host, presence.reply_group(request_id), interval
-        self.content = self.reasoning = ""
+        self.content = self.reasoning = ""  # waiting to be sent
+        self.sent_content = self.sent_reasoning = ""  # everything sent so far
         self.last_sent = 0.0
         self.sent_any = False
         self.seq = 0
@@ -135,11 +136,25 @@ class Coalescer:
                 event["content"] = self.content
             if self.reasoning:
                 event["reasoning"] = self.reasoning
+            self.sent_content += self.content
+            self.sent_reasoning += self.reasoning
             self.content = self.reasoning = ""
             self.seq += 1
             self.sent_any = True
             self.last_sent = time.monotonic()
             await self.host.publish(self.group, event)
+
+    async def snapshot(self) -> None:
+        """Everything sent so far, in order with the deltas (for a socket that reconnected).
+
+        A reader drops deltas it got before the snapshot (their seq is lower) and
+        appends those after it.
+        """
+        async with self.lock:
+            await self.host.publish(
+                self.group,
+                {"event": "snapshot", "seq": self.seq, "content": self.sent_content, "reasoning": self.sent_reasoning},
+            )
 
 
 def _stat_logger_factory(host: EngineHost):
@@ -185,6 +200,7 @@ class EngineHost:
         self.state = "loading"
         self.is_cpu = True
         self.requests: dict[str, RequestState] = {}
+        self.coalescers: dict[str, Coalescer] = {}
         self.last_activity = time.monotonic()
         self.engine_running = 0
         self.engine_waiting = 0
@@ -394,13 +410,17 @@ class EngineHost:
         while True:
             try:
                 pubsub = self._redis.pubsub()
-                await pubsub.subscribe(presence.ABORT_CHANNEL)
+                await pubsub.subscribe(presence.ABORT_CHANNEL, presence.SYNC_CHANNEL)
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
                     request_id = message["data"].decode()
-                    if request_id in self.requests:
+                    if request_id not in self.requests:
+                        continue
+                    if message["channel"].decode() == presence.ABORT_CHANNEL:
                         await self.abort(request_id)
+                    elif (coalescer := self.coalescers.get(request_id)) is not None:
+                        await coalescer.snapshot()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis went away: resubscribe
@@ -469,6 +489,8 @@ class EngineHost:
     async def _generate(self, job: dict[str, Any], state: RequestState) -> RequestState:
         rid = state.request_id
         group = presence.reply_group(rid)
+        # Before any await: a snapshot request must always find this request's coalescer.
+        self.coalescers[rid] = Coalescer(self, rid, self.stream_interval)
         try:
             if await self._stopped_before_start(rid):
                 state.status, state.finish_reason = "stopped", "abort"
@@ -540,11 +562,12 @@ class EngineHost:
         finally:
             state.finished_at = state.finished_at or time.time()
             self.requests.pop(rid, None)
+            self.coalescers.pop(rid, None)
             self.last_activity = time.monotonic()
 
     async def _stream(self, prompt, sampling, state: RequestState) -> None:
         rid = state.request_id
-        coalescer = Coalescer(self, rid, self.stream_interval)
+        coalescer = self.coalescers[rid]
         parser = _assistant_parser(self.builder.encoding) if self.spec.prompt_format == "harmony" else None
         finish_reason = ""
         async for output in self.engine.generate({"prompt_token_ids": prompt.token_ids}, sampling, rid):

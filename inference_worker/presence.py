@@ -4,6 +4,8 @@
   HEARTBEAT_SECONDS with a TTL of HEARTBEAT_TTL: a worker that dies disappears.
 - `chatweb:abort` (pub/sub): request ids to abort; the worker holding one aborts it
   inside its engine.
+- `chatweb:sync` (pub/sub): request ids whose worker should publish a snapshot of
+  what it has streamed so far (a socket reconnected mid-answer).
 - `chatweb:stop:<request_id>`: set with the abort, so a request still queued in
   Celery is dropped when a worker picks it up.
 - Reply groups `reply.<request_id>` on the channel layer carry the events.
@@ -22,6 +24,7 @@ HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_TTL = 6
 WORKER_PREFIX = "chatweb:worker:"
 ABORT_CHANNEL = "chatweb:abort"
+SYNC_CHANNEL = "chatweb:sync"
 STOP_PREFIX = "chatweb:stop:"
 STOP_TTL = 3600
 
@@ -64,6 +67,10 @@ def request_stop(request_id: str) -> None:
     r = client()
     r.set(STOP_PREFIX + request_id, "1", ex=STOP_TTL)
     r.publish(ABORT_CHANNEL, request_id)
+
+
+def request_snapshot(request_id: str) -> None:
+    client().publish(SYNC_CHANNEL, request_id)
 
 
 def heartbeat_payload(**fields: Any) -> str:

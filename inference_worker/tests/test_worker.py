@@ -247,3 +247,41 @@ def test_web_and_worker_recover_from_a_redis_restart(live_daphne, users, smollm2
     events = ask(live_daphne, users.alice, conv, FRANCE, temperature=0)
     assert events[-1]["type"] == "done", events
     assert "".join(e.get("content", "") for e in events if e["type"] == "delta") == "The capital of France is Paris."
+
+
+def test_a_second_send_while_answering_is_refused_and_the_answer_goes_on(live_daphne, users, smollm2):
+    conv = conversation(users.alice, smollm2)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        socket.send(type="send", content=LONG, params={"max_tokens": 40})
+        socket.until("start")
+        socket.send(type="send", content="another question")
+        events = socket.until("done")
+    finally:
+        socket.close()
+    assert [e["code"] for e in events if e["type"] == "error"] == ["busy"]
+    assert events[-1]["status"] == "done" and events[-1]["usage"]["completion_tokens"] == 40
+    assert Message.objects.filter(conversation=conv).count() == 2
+
+
+def test_a_reconnecting_socket_resumes_the_answer_in_progress(live_daphne, users, smollm2):
+    conv = conversation(users.alice, smollm2)
+    first = ChatSocket(live_daphne, users.alice, conv.pk)
+    first.send(type="send", content=LONG, params={"max_tokens": 120})
+    queued = first.until("queued")[-1]
+    seen = "".join(e.get("content", "") for e in first.until("delta"))
+    first.close()  # the connection drops mid-answer
+    time.sleep(2.5)  # the worker stores its progress meanwhile
+    second = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        resume = second.recv()
+        assert resume["type"] == "resume" and resume["message_id"] == queued["message_id"]
+        assert resume["content"].startswith(seen) and len(resume["content"]) > len(seen), (seen, resume)
+        rest = second.until("done")
+    finally:
+        second.close()
+    stored = Message.objects.get(pk=queued["message_id"])
+    assert stored.status == "done" and stored.completion_tokens == rest[-1]["usage"]["completion_tokens"]
+    # The resumed page (snapshot + later deltas) shows exactly the stored answer: no gap, no repeat.
+    later = "".join(e.get("content", "") for e in rest if e["type"] == "delta")
+    assert resume["content"] + later == stored.content
