@@ -9,6 +9,7 @@ admin.site.site_title = "chatweb admin"
 urlpatterns = [
     path("", views.chat, name="chat"),
     path("c/<int:conversation_id>/", views.chat, name="conversation"),
+    path("c/new", views.conversation_create, name="conversation_create"),
     path("health", views.health, name="health"),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),

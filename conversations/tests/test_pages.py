@@ -51,3 +51,45 @@ def test_health_is_503_when_no_worker_serves_any_model(client):
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "no_workers" and body["database"] == "ok" and body["redis"] == "ok"
+
+
+@pytest.mark.django_db
+def test_create_conversation_with_an_enabled_model(client, users):
+    ChatModel.objects.create(name="m1", display_name="M1", path="/m", queue="m1")
+    ChatModel.objects.create(name="off", display_name="Off", path="/m", queue="off", enabled=False)
+    client.force_login(users.alice)
+    response = client.post("/c/new", {"model": "m1"}, content_type="application/json")
+    assert response.status_code == 201
+    conversation = Conversation.objects.get(pk=response.json()["id"])
+    assert conversation.owner == users.alice and conversation.model.name == "m1"
+    for body in ({"model": "off"}, {"model": "nope"}, ["m1"]):
+        bad = client.post("/c/new", body, content_type="application/json")
+        assert bad.status_code == 400 and "Pick one" in bad.json()["error"]
+    assert client.post("/c/new", "{oops", content_type="application/json").status_code == 400
+    assert Conversation.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_create_conversation_needs_csrf_and_an_approved_user(users):
+    from django.test import Client
+
+    ChatModel.objects.create(name="m1", display_name="M1", path="/m", queue="m1")
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(users.alice)
+    assert strict.post("/c/new", {"model": "m1"}, content_type="application/json").status_code == 403
+    pending = Client()
+    pending.force_login(users.charlie)
+    assert pending.post("/c/new", {"model": "m1"}, content_type="application/json").status_code == 302
+    assert not Conversation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_conversation_page_embeds_history_safely(client, users):
+    from conversations.models import Message
+
+    conversation = Conversation.objects.create(owner=users.alice)
+    Message.objects.create(conversation=conversation, role="user", content="</script><script>alert(1)</script>")
+    client.force_login(users.alice)
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "</script><script>alert(1)" not in page
+    assert "\\u003C/script\\u003E\\u003Cscript\\u003Ealert(1)" in page
