@@ -210,8 +210,9 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
     active = list(queryset.filter(status__in=ACTIVE).only("pk", "worker", "status", "model_name", "updated"))
     if not active:
         return 0
-    alive = {w["name"] for w in presence.live_workers()}
-    models_served = {w["model"] for w in presence.live_workers()}
+    beats = presence.live_workers()
+    alive = {w["name"] for w in beats}
+    models_served = {w["model"] for w in beats}
     reaped = 0
     grace = timezone.now() - timezone.timedelta(seconds=presence.HEARTBEAT_TTL * 2)
     for message in active:
