@@ -137,9 +137,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             services.message_fail(message_id=message.pk, error=services.WORKER_LOST, content=self.partial or None)
             return {"type": "error", "code": "worker_lost", "message": services.WORKER_LOST, "content": self.partial}
         if not worker and not presence.live_workers(message.model_name):
-            error = "No worker is serving this model any more. Retry when one is back."
-            services.message_fail(message_id=message.pk, error=error)
-            return {"type": "error", "code": "no_worker", "message": error}
+            services.message_fail(message_id=message.pk, error=services.NO_WORKER_LEFT)
+            return {"type": "error", "code": "no_worker", "message": services.NO_WORKER_LEFT}
         return None
 
     # --- client messages --------------------------------------------------------

@@ -201,6 +201,7 @@ def message_fail(*, message_id: int, error: str, content: str | None = None) -> 
     return bool(Message.objects.filter(pk=message_id, status__in=ACTIVE).update(**fields))
 
 
+NO_WORKER_LEFT = "No worker is serving this model any more. Retry when one is back."
 WORKER_LOST = "The worker writing this answer stopped responding; the partial answer is kept. Retry to try again."
 
 
@@ -223,9 +224,7 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
             and message.model_name not in models_served
             and message.updated < grace
         ):
-            reaped += message_fail(
-                message_id=message.pk, error="No worker is serving this model any more. Retry when one is back."
-            )
+            reaped += message_fail(message_id=message.pk, error=NO_WORKER_LEFT)
     return reaped
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
-import redis.asyncio as aioredis
 
 from inference_worker import presence
 from inference_worker.prompts import PromptTooLong, prompt_builder_for
@@ -210,7 +209,7 @@ class EngineHost:
         self._ready: asyncio.Event | None = None
         self._load_lock: asyncio.Lock | None = None
         self._layer = None
-        self._redis: aioredis.Redis | None = None
+        self._redis = None  # presence.async_client(), made on the engine loop
         self._tasks: list[asyncio.Task] = []
 
     # --- lifecycle ------------------------------------------------------------
@@ -229,7 +228,7 @@ class EngineHost:
         self._ready = asyncio.Event()
         self._load_lock = asyncio.Lock()
         self._layer = get_channel_layer()
-        self._redis = presence_async_client()
+        self._redis = presence.async_client()
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._abort_listener(), name="abort-listener"),
@@ -634,12 +633,6 @@ def _assistant_parser(encoding):
     from openai_harmony import Role, StreamableParser
 
     return StreamableParser(encoding, role=Role.ASSISTANT)
-
-
-def presence_async_client() -> aioredis.Redis:
-    from django.conf import settings
-
-    return aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10)
 
 
 def new_request_id() -> str:

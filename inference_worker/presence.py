@@ -40,6 +40,13 @@ def client() -> redis.Redis:
     return _client
 
 
+def async_client():
+    """A redis.asyncio client for a worker's engine loop (heartbeats, aborts)."""
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10)
+
+
 def reply_group(request_id: str) -> str:
     return f"reply.{request_id}"
 
