@@ -1,9 +1,12 @@
 """The chat websocket: /ws/chat/<conversation_id>/ (session auth, approved owners only).
 
-Client -> server: {"type": "send", "content": ..., "params": {...}}, {"type": "stop",
-"request_id": ...}, {"type": "ping"}.
-Server -> client: "queued", then the worker's events relayed from the reply group:
-"status", "start", "delta", "done", "error"; and "pong".
+Client -> server: {"type": "send", "content": ..., "params": {...}, "parent_id": <the
+message to answer under>, "edit_of": <a user message this one replaces, as a new
+branch>}, {"type": "regenerate", "message_id": ...}, {"type": "stop", "request_id":
+...}, {"type": "ping"}.
+Server -> client: "queued" (with the new message ids), "queue" (how many wait ahead),
+then the worker's events relayed from the reply group: "status", "start", "delta",
+"done", "error"; "title" when the conversation gets its title; and "pong".
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     message_id: int | None = None
     worker: str | None = None
     partial: str = ""
+    started: bool = False
     last_event: float = 0.0
     watchdog: asyncio.Task | None = None
     resync_buffer: list[dict] | None = None  # deltas held until the worker's snapshot
@@ -61,6 +65,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.conversation_id = conversation_id
         self.show_reasoning = await self._may_see_reasoning(user)
         await self.accept()
+        try:
+            await self._layer(
+                self.channel_layer.group_add, presence.conversation_group(conversation_id), self.channel_name
+            )
+        except (OSError, redis.RedisError):
+            pass  # titles are a nicety; the answer stream has its own subscription
         active = await self._active_message()
         if active is not None:  # a reconnect while an answer is being written: follow it
             await self._follow(active.request_id, active.pk, active.worker or None)
@@ -81,6 +91,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self._unfollow()
+        if getattr(self, "conversation_id", None) is not None:
+            try:
+                await self.channel_layer.group_discard(
+                    presence.conversation_group(self.conversation_id), self.channel_name
+                )
+            except (OSError, redis.RedisError):
+                pass
 
     # --- database helpers -------------------------------------------------------
 
@@ -99,11 +116,37 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return services.active_messages(conversation).order_by("-created").first()
 
     @database_sync_to_async
-    def _send_turn(self, content, params, request_id: str):
-        conversation = Conversation.objects.select_related("model").get(pk=self.conversation_id)
+    def _start_turn(self, content: dict, request_id: str):
+        conversation = Conversation.objects.select_related("model").filter(pk=self.conversation_id).first()
+        if conversation is None:
+            raise services.SendError("This conversation was deleted.", "not_found")
+        if content.get("type") == "regenerate":
+            return services.conversation_regenerate(
+                user=self.scope["user"],
+                conversation=conversation,
+                message_id=content.get("message_id"),
+                params=content.get("params"),
+                request_id=request_id,
+            )
         return services.conversation_send(
-            user=self.scope["user"], conversation=conversation, content=content, params=params, request_id=request_id
+            user=self.scope["user"],
+            conversation=conversation,
+            content=content.get("content"),
+            params=content.get("params"),
+            parent_id=content.get("parent_id"),
+            edit_of=content.get("edit_of"),
+            request_id=request_id,
         )
+
+    @database_sync_to_async
+    def _queue_position(self) -> int | None:
+        """How many answers for the same model wait ahead of ours (None once ours has started)."""
+        message = Message.objects.filter(pk=self.message_id).only("status", "model_name").first()
+        if message is None or message.status != MessageStatus.QUEUED:
+            return None
+        return Message.objects.filter(
+            status=MessageStatus.QUEUED, model_name=message.model_name, pk__lt=message.pk
+        ).count()
 
     @database_sync_to_async
     def _stop(self, request_id: str) -> Message | None:
@@ -167,7 +210,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         kind = content.get("type")
         if kind == "ping":
             await self.send_json({"type": "pong"})
-        elif kind == "send":
+        elif kind in ("send", "regenerate"):
             await self._on_send(content)
         elif kind == "stop":
             await self._on_stop(content)
@@ -188,7 +231,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._error("The message queue is unreachable right now; try again in a moment.", "queue_down")
             return
         try:
-            turn = await self._send_turn(content.get("content"), content.get("params"), request_id)
+            turn = await self._start_turn(content, request_id)
         except services.SendError as exc:
             await self._unfollow()
             await self._error(exc.message, exc.code)
@@ -200,6 +243,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "request_id": turn.job["request_id"],
                 "message_id": turn.assistant_message.pk,
                 "user_message_id": turn.user_message.pk,
+                "user_parent_id": turn.user_message.parent_id,
+                "model": turn.job["model"],
+                "regenerate": content.get("type") == "regenerate",
+                "title": turn.title,
             }
         )
 
@@ -239,6 +286,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self._unfollow()
         self.request_id, self.message_id, self.worker = request_id, message_id, worker
         self.partial = ""
+        self.started = worker is not None
         self.last_event = time.monotonic()
         await self._layer(self.channel_layer.group_add, presence.reply_group(request_id), self.channel_name)
         self.watchdog = asyncio.create_task(self._watch())
@@ -255,9 +303,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 pass  # the subscription went with the connection anyway
 
     async def _watch(self) -> None:
-        """No word from the worker for a while: is it still alive? (kill -9, lost host)"""
+        """No word from the worker for a while: is it still alive? (kill -9, lost host)
+
+        While the answer waits in the queue, also tell the page its place.
+        """
+        ahead: int | None = -1
         while self.request_id:
             await asyncio.sleep(WATCHDOG_SECONDS)
+            if self.message_id is not None and not self.started and ahead is not None:
+                position = await self._queue_position()
+                if position is not None and position != ahead:
+                    await self.send_json({"type": "queue", "message_id": self.message_id, "ahead": position})
+                ahead = position
             if time.monotonic() - self.last_event < SILENCE_BEFORE_CHECK:
                 continue
             if self.message_id is None:
@@ -321,6 +378,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         payload = {k: v for k, v in event.items() if k not in ("type", "event")}
         if kind == "start":
             self.worker = event.get("worker")
+            self.started = True
         if kind == "delta":
             self.partial += event.get("content", "")
             if not self.show_reasoning:
@@ -332,3 +390,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": kind, "message_id": self.message_id, **payload})
         if kind in ("done", "error"):
             await self._unfollow()
+
+    async def conversation_event(self, event: dict) -> None:
+        """An event about the conversation itself (its title), for every socket open on it."""
+        if event.get("event") == "title":
+            await self.send_json({"type": "title", "title": event.get("title", "")})

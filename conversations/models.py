@@ -7,6 +7,9 @@ from django.db import models
 class Conversation(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
+    # True while the title is the machine's (from the first exchange); a rename makes it the user's.
+    title_auto = models.BooleanField(default=True)
+    preset = models.ForeignKey("Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     model = models.ForeignKey("inference_worker.ChatModel", null=True, on_delete=models.SET_NULL, related_name="+")
     system_prompt = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)
@@ -19,6 +22,58 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
+
+
+class Preset(models.Model):
+    """An admin-published starting point (like an Ollama Modelfile): a model, a system prompt, parameters."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey("inference_worker.ChatModel", on_delete=models.CASCADE, related_name="presets")
+    system_prompt = models.TextField(blank=True)
+    params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='For example {"temperature": 0.2, "max_tokens": 512, "reasoning_effort": "low"}.',
+    )
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from conversations.services import SendError, clean_params
+
+        try:
+            self.params = clean_params(self.params)
+        except SendError as exc:
+            raise ValidationError({"params": exc.message}) from exc
+
+
+class ConversationRead(models.Model):
+    """Audit log: an admin read another user's conversation."""
+
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reader_email = models.EmailField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    owner_email = models.EmailField()
+    conversation = models.ForeignKey(Conversation, null=True, on_delete=models.SET_NULL, related_name="+")
+    conversation_title = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "conversation read by an admin"
+        verbose_name_plural = "audit log: conversations read by admins"
+
+    def __str__(self) -> str:
+        return f"{self.reader_email} read a conversation of {self.owner_email}"
 
 
 class MessageRole(models.TextChoices):

@@ -32,6 +32,7 @@ class Turn:
     assistant_message: Message
     job: dict[str, Any]
     queue: str
+    title: str = ""
 
 
 PARAM_RULES: dict[str, tuple[type, float, float]] = {
@@ -117,16 +118,58 @@ def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
     return workers
 
 
+TITLE_CHARS = 80
+
+
+def title_from_text(text: str) -> str:
+    """The first non-blank line, whitespace collapsed, shortened to TITLE_CHARS.
+
+    The first message gives the title shown until the model's own arrives.
+    """
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def _parent_for(conversation: Conversation, parent_id: Any, edit_of: Any) -> tuple[Message | None, bool]:
+    """Where a new user message goes: under `parent_id`, beside `edit_of`, or after the latest message.
+
+    Returns (parent, explicit): explicit is True when the caller named the place.
+    """
+    if edit_of is not None:
+        edited = _own_message(conversation, edit_of)
+        if edited.role != MessageRole.USER:
+            raise SendError("Only your own messages can be edited.", "not_editable")
+        return edited.parent, True
+    if parent_id is not None:
+        return _own_message(conversation, parent_id), True
+    return conversation.messages.order_by("-created", "-id").first(), False
+
+
+def _own_message(conversation: Conversation, message_id: Any) -> Message:
+    if isinstance(message_id, bool) or not isinstance(message_id, int):
+        raise SendError("Message not found.", "not_found")
+    message = Message.objects.filter(pk=message_id, conversation=conversation).first()
+    if message is None:
+        raise SendError("Message not found.", "not_found")
+    return message
+
+
 def conversation_send(
     *,
     user: User,
     conversation: Conversation,
     content: Any,
     params: Any = None,
-    parent: Message | None = None,
+    parent_id: Any = None,
+    edit_of: Any = None,
     request_id: str | None = None,
 ) -> Turn:
-    """Store the user's message and a queued assistant placeholder; enqueue the job on commit."""
+    """Store the user's message and a queued assistant placeholder; enqueue the job on commit.
+
+    `parent_id` continues the branch ending at that message; `edit_of` makes the new
+    message a sibling of an earlier user message (an edit is a branch, not an overwrite).
+    """
     if conversation.owner_id != user.pk:
         raise SendError("Conversation not found.", "not_found")
     if not isinstance(content, str) or not content.strip():
@@ -137,39 +180,94 @@ def conversation_send(
     model = model_for(conversation)
     require_live_worker(model)
     with transaction.atomic():
-        if parent is None:
-            parent = conversation.messages.order_by("-created", "-id").first()
-        if parent is not None and parent.conversation_id != conversation.pk:
-            raise SendError("Conversation not found.", "not_found")
-        if conversation.messages.filter(status__in=ACTIVE).exists():
-            raise SendError("An answer is still being written; stop it or wait.", "busy")
+        parent, _ = _parent_for(conversation, parent_id, edit_of)
+        if parent is not None and parent.role == MessageRole.USER:
+            raise SendError("Answer the open question first (regenerate it), or edit it.", "bad_parent")
+        _refuse_if_busy(conversation)
+        first = not conversation.messages.exists()
         user_message = Message.objects.create(
             conversation=conversation, parent=parent, role=MessageRole.USER, content=content
         )
-        request_id = request_id or new_request_id()
-        assistant = Message.objects.create(
+        if first and conversation.title_auto:
+            conversation.title = title_from_text(content)
+        return _start_answer(
+            user=user,
             conversation=conversation,
-            parent=user_message,
-            role=MessageRole.ASSISTANT,
-            status=MessageStatus.QUEUED,
-            model_name=model.name,
+            user_message=user_message,
+            model=model,
+            params=params,
             request_id=request_id,
+            make_title=first and conversation.title_auto,
         )
-        if conversation.model_id is None:
-            conversation.model = model
-        conversation.save(update_fields=["model", "updated"])
-        job = {
-            "request_id": request_id,
-            "message_id": assistant.pk,
-            "user_id": user.pk,
-            "model": model.name,
-            "system_prompt": conversation.system_prompt,
-            "messages": history_for(branch(user_message)),
-            "params": params,
-            "enqueued_at": time.time(),
-        }
-        transaction.on_commit(lambda: enqueue(job, model.queue))
-    return Turn(user_message, assistant, job, model.queue)
+
+
+def conversation_regenerate(
+    *, user: User, conversation: Conversation, message_id: Any, params: Any = None, request_id: str | None = None
+) -> Turn:
+    """A new answer to the user message behind `message_id` (an answer, or the question itself)."""
+    if conversation.owner_id != user.pk:
+        raise SendError("Conversation not found.", "not_found")
+    params = {**(conversation.params or {}), **clean_params(params)}
+    model = model_for(conversation)
+    require_live_worker(model)
+    with transaction.atomic():
+        message = _own_message(conversation, message_id)
+        user_message = message if message.role == MessageRole.USER else message.parent
+        if user_message is None:
+            raise SendError("There is no question to answer again.", "not_found")
+        _refuse_if_busy(conversation)
+        return _start_answer(
+            user=user,
+            conversation=conversation,
+            user_message=user_message,
+            model=model,
+            params=params,
+            request_id=request_id,
+            make_title=False,
+        )
+
+
+def _refuse_if_busy(conversation: Conversation) -> None:
+    if conversation.messages.filter(status__in=ACTIVE).exists():
+        raise SendError("An answer is still being written; stop it or wait.", "busy")
+
+
+def _start_answer(
+    *,
+    user: User,
+    conversation: Conversation,
+    user_message: Message,
+    model: ChatModel,
+    params: dict[str, Any],
+    request_id: str | None,
+    make_title: bool,
+) -> Turn:
+    request_id = request_id or new_request_id()
+    assistant = Message.objects.create(
+        conversation=conversation,
+        parent=user_message,
+        role=MessageRole.ASSISTANT,
+        status=MessageStatus.QUEUED,
+        model_name=model.name,
+        request_id=request_id,
+    )
+    if conversation.model_id is None:
+        conversation.model = model
+    conversation.save(update_fields=["model", "title", "updated"])
+    job = {
+        "request_id": request_id,
+        "message_id": assistant.pk,
+        "user_id": user.pk,
+        "conversation_id": conversation.pk,
+        "model": model.name,
+        "system_prompt": conversation.system_prompt,
+        "messages": history_for(branch(user_message)),
+        "params": params,
+        "enqueued_at": time.time(),
+        "make_title": make_title,
+    }
+    transaction.on_commit(lambda: enqueue(job, model.queue))
+    return Turn(user_message, assistant, job, model.queue, str(conversation))
 
 
 def enqueue(job: dict[str, Any], queue: str) -> None:
@@ -230,3 +328,92 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
 
 def active_messages(conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.filter(Q(status=MessageStatus.QUEUED) | Q(status=MessageStatus.STREAMING))
+
+
+def conversation_create(
+    *, user: User, model_name: Any = None, preset_id: Any = None, system_prompt: Any = None, params: Any = None
+) -> Conversation:
+    """A new conversation from a model, or from a preset (its model, system prompt and parameters)."""
+    from conversations.models import Preset
+
+    preset = None
+    if preset_id is not None:
+        preset = (
+            Preset.objects.select_related("model")
+            .filter(pk=preset_id if isinstance(preset_id, int) and not isinstance(preset_id, bool) else None)
+            .filter(enabled=True, model__enabled=True)
+            .first()
+        )
+        if preset is None:
+            raise SendError("That preset is not available.", "bad_preset")
+        model = preset.model
+    else:
+        model = ChatModel.objects.filter(enabled=True, name=model_name).first() if isinstance(model_name, str) else None
+        if model is None:
+            raise SendError("Pick one of the available models.", "bad_model")
+    merged = {**(preset.params if preset else {}), **clean_params(params)}
+    prompt = _clean_system_prompt(system_prompt) if system_prompt is not None else None
+    return Conversation.objects.create(
+        owner=user,
+        model=model,
+        preset=preset,
+        system_prompt=prompt if prompt is not None else (preset.system_prompt if preset else ""),
+        params=merged,
+    )
+
+
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+
+
+def _clean_system_prompt(value: Any) -> str:
+    if not isinstance(value, str):
+        raise SendError("The system prompt must be text.", "invalid_params")
+    if len(value) > MAX_SYSTEM_PROMPT_CHARS:
+        raise SendError(
+            f"The system prompt is {len(value):,} characters; the limit is {MAX_SYSTEM_PROMPT_CHARS:,}.",
+            "invalid_params",
+        )
+    return value
+
+
+def conversation_configure(
+    *, conversation: Conversation, model_name: Any = None, system_prompt: Any = None, params: Any = None
+) -> Conversation:
+    """Change a conversation's model, system prompt or parameters (the parameters panel).
+
+    `params` replaces the stored set (a field left out falls back to the model's default).
+    """
+    fields = ["updated"]
+    if model_name is not None:
+        model = ChatModel.objects.filter(enabled=True, name=model_name).first() if isinstance(model_name, str) else None
+        if model is None:
+            raise SendError("Pick one of the available models.", "bad_model")
+        conversation.model = model
+        fields.append("model")
+    if system_prompt is not None:
+        conversation.system_prompt = _clean_system_prompt(system_prompt)
+        fields.append("system_prompt")
+    if params is not None:
+        conversation.params = clean_params(params)
+        fields.append("params")
+    conversation.save(update_fields=fields)
+    return conversation
+
+
+def conversation_rename(*, conversation: Conversation, title: Any) -> Conversation:
+    if not isinstance(title, str) or not title.strip():
+        raise SendError("Give the conversation a title.", "empty_title")
+    if len(title) > TITLE_CHARS * 2:
+        raise SendError(f"Keep the title under {TITLE_CHARS * 2} characters.", "too_long")
+    conversation.title = " ".join(title.split())
+    conversation.title_auto = False
+    conversation.save(update_fields=["title", "title_auto"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete with its messages; an answer still being written is stopped first (the GPU is freed)."""
+    for request_id in active_messages(conversation).values_list("request_id", flat=True):
+        if request_id:
+            presence.request_stop(request_id)
+    conversation.delete()

@@ -434,8 +434,8 @@ class EngineHost:
         if self.engine is not None:
             await self.engine.abort(request_id)
 
-    async def publish(self, group: str, event: dict[str, Any]) -> None:
-        message = {"type": "chat.event", **event}
+    async def publish(self, group: str, event: dict[str, Any], *, kind: str = "chat.event") -> None:
+        message = {"type": kind, **event}
         for attempt in range(3):
             try:
                 await self._layer.group_send(group, message)

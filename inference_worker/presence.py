@@ -8,7 +8,8 @@
   what it has streamed so far (a socket reconnected mid-answer).
 - `chatweb:stop:<request_id>`: set with the abort, so a request still queued in
   Celery is dropped when a worker picks it up.
-- Reply groups `reply.<request_id>` on the channel layer carry the events.
+- Reply groups `reply.<request_id>` on the channel layer carry the events of one
+  answer; `conversation.<id>` carries a conversation's own events (its title).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def async_client():
 
 def reply_group(request_id: str) -> str:
     return f"reply.{request_id}"
+
+
+def conversation_group(conversation_id: int) -> str:
+    """Events about a conversation rather than one answer (its new title)."""
+    return f"conversation.{conversation_id}"
 
 
 def live_workers(model: str | None = None) -> list[dict[str, Any]]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
+import re
 from typing import Any
 
 from django.db import close_old_connections
 from django.utils import timezone
 
 from accounts.services import usage_record
-from conversations.models import Message, MessageStatus
-from inference_worker.engine import EngineHost, RequestState
+from conversations.models import Conversation, Message, MessageStatus
+from conversations.services import title_from_text
+from inference_worker import presence
+from inference_worker.engine import EngineHost, RequestState, new_request_id
 
 log = logging.getLogger(__name__)
 
@@ -78,4 +82,49 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
     finally:
         close_old_connections()
         host.finish(state)  # "done" / "error" only once the answer is stored
+    if job.get("make_title") and job.get("conversation_id") and state.status == "done":
+        try:
+            conversation_title_run(job=job, answer=state.content, host=host)
+        except Exception:  # a missing title never fails the answer
+            log.exception("titling conversation %s failed", job["conversation_id"])
     return state
+
+
+TITLE_PROMPT = (
+    "Write a short title, at most six words, for a conversation that begins with the question and "
+    "answer below. Reply with the title only: no quotes, no punctuation at the end.\n\n"
+    "Question: {question}\n\nAnswer: {answer}"
+)
+
+
+def title_clean(raw: str) -> str:
+    """The first line of the model's reply, without quotes, markdown or a "Title:" label."""
+    line = title_from_text(raw)
+    line = re.sub(r"^(?:#+\s*|\*\*|title\s*:\s*)+", "", line, flags=re.IGNORECASE)
+    line = line.strip(" \"'`*_").rstrip(".:;,")
+    return line if re.search(r"\w", line) else ""
+
+
+def conversation_title_run(*, job: dict[str, Any], answer: str, host: EngineHost) -> str:
+    """Ask the model that just answered for a title; runs after "done", so it never delays the answer."""
+    question = next((m["content"] for m in reversed(job["messages"]) if m["role"] == "user"), "")
+    harmony = host.spec.prompt_format == "harmony"
+    title_job = {
+        "request_id": new_request_id(),
+        "model": job["model"],
+        "system_prompt": "",
+        "messages": [{"role": "user", "content": TITLE_PROMPT.format(question=question[:1500], answer=answer[:1500])}],
+        # gpt-oss thinks before it answers, even on low effort: leave it room.
+        "params": {"temperature": 0.0, "max_tokens": 256 if harmony else 24, "reasoning_effort": "low"},
+    }
+    state, future = host.submit(title_job)
+    future.result(timeout=120)
+    title = title_clean(state.content) if state.status == "done" else ""
+    close_old_connections()
+    if title and Conversation.objects.filter(pk=job["conversation_id"], title_auto=True).update(title=title):
+        event = {"event": "title", "conversation_id": job["conversation_id"], "title": title}
+        asyncio.run_coroutine_threadsafe(
+            host.publish(presence.conversation_group(job["conversation_id"]), event, kind="conversation.event"),
+            host.loop,
+        ).result(timeout=30)
+    return title

@@ -41,7 +41,8 @@ def test_model_picker_labels_the_cpu_demo_model(client, users):
         queue="smollm2",
     )
     client.force_login(users.alice)
-    assert "SmolLM2 135M Instruct — small CPU demo model" in client.get("/").content.decode()
+    (model,) = client.get("/").context["page_data"]["choices"]["models"]
+    assert (model["display_name"], model["description"]) == ("SmolLM2 135M Instruct", "small CPU demo model")
 
 
 @pytest.mark.django_db
@@ -62,9 +63,10 @@ def test_create_conversation_with_an_enabled_model(client, users):
     assert response.status_code == 201
     conversation = Conversation.objects.get(pk=response.json()["id"])
     assert conversation.owner == users.alice and conversation.model.name == "m1"
-    for body in ({"model": "off"}, {"model": "nope"}, ["m1"]):
+    for body in ({"model": "off"}, {"model": "nope"}):
         bad = client.post("/c/new", body, content_type="application/json")
         assert bad.status_code == 400 and "Pick one" in bad.json()["error"]
+    assert client.post("/c/new", ["m1"], content_type="application/json").json()["error"] == "Send a JSON object."
     assert client.post("/c/new", "{oops", content_type="application/json").status_code == 400
     assert Conversation.objects.count() == 1
 
