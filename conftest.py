@@ -339,7 +339,9 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 
     started: list[WorkerProcess] = []
 
-    def start(model: str, *, tag: str = "cpu", idle_seconds: float = 600, wait: bool = True) -> WorkerProcess:
+    def start(
+        model: str, *, tag: str = "cpu", idle_seconds: float = 600, wait: bool = True, env: dict | None = None
+    ) -> WorkerProcess:
         with django_db_blocker.unblock():
             ensure_model_row(model)
         log = tmp_path_factory.mktemp("worker") / f"{model}-{tag}.log"
@@ -359,7 +361,7 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
                     "WARNING",
                 ],
                 cwd=ROOT,
-                env=test_environment(CHATWEB_SCRIPTED_LOGITS="1", STREAM_INTERVAL_MS="30"),
+                env=test_environment(CHATWEB_SCRIPTED_LOGITS="1", STREAM_INTERVAL_MS="30", **(env or {})),
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: kill -9 takes the engine too
@@ -384,6 +386,36 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_worker(start_worker) -> WorkerProcess:
     return start_worker("smollm2-test")
+
+
+GPT_OSS_IDLE_SECONDS = 8
+GPT_OSS_REASONING = "The user asks for the answer. It is 42."
+GPT_OSS_ANSWER = "The answer is 42."
+
+
+def gpt_oss_script() -> list[int]:
+    """The harmony tokens the tiny random gpt-oss is made to say (see inference_worker/testing.py)."""
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    text = (
+        f"<|channel|>analysis<|message|>{GPT_OSS_REASONING}<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{GPT_OSS_ANSWER}<|return|>"
+    )
+    return encoding.encode(text, allowed_special="all")
+
+
+@pytest.fixture(scope="session")
+def gpt_oss_worker(start_worker) -> WorkerProcess:
+    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER; it
+    unloads after GPT_OSS_IDLE_SECONDS idle (the lifecycle test watches that)."""
+    script = ",".join(str(t) for t in gpt_oss_script())
+    return start_worker("gpt-oss-test", idle_seconds=GPT_OSS_IDLE_SECONDS, env={"CHATWEB_SCRIPT": script})
+
+
+@pytest.fixture
+def gpt_oss(db, gpt_oss_worker):
+    return ensure_model_row("gpt-oss-test")
 
 
 @pytest.fixture

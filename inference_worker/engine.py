@@ -186,6 +186,7 @@ class EngineHost:
         idle_seconds: float = 300.0,
         stream_interval: float = 0.03,
         scripted_logits: bool = False,
+        default_script: list[int] | None = None,
     ) -> None:
         self.spec = spec
         self.worker_name = worker_name
@@ -193,6 +194,7 @@ class EngineHost:
         self.idle_seconds = idle_seconds
         self.stream_interval = stream_interval
         self.scripted_logits = scripted_logits
+        self.default_script = default_script if scripted_logits else None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
         self.engine = None
@@ -465,10 +467,11 @@ class EngineHost:
         p = job.get("params") or {}
         spec = self.spec
         extra = None
-        if self.scripted_logits and job.get("script"):
+        script = (job.get("script") or self.default_script) if self.scripted_logits else None
+        if script:
             from inference_worker.testing import SCRIPT_ARG
 
-            extra = {SCRIPT_ARG: job["script"]}
+            extra = {SCRIPT_ARG: script}
         return SamplingParams(
             temperature=p.get("temperature", spec.default_temperature),
             top_p=p.get("top_p", spec.default_top_p),

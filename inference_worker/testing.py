@@ -4,8 +4,10 @@ Random weights never emit harmony's channel tokens, so the harmony path is teste
 end to end by scripting them: a request whose SamplingParams.extra_args carries
 `chatweb_script` (a list of token ids) gets exactly those tokens, one per step;
 every other request in the batch is untouched. Workers load it only when started
-with CHATWEB_SCRIPTED_LOGITS=1 (the test fixtures do); this module must be
-importable in vLLM's spawned engine process.
+with CHATWEB_SCRIPTED_LOGITS=1 (the test fixtures do); such a worker started with
+CHATWEB_SCRIPT=<comma-separated ids> scripts every request that names no script of
+its own (chats sent from a websocket or a browser). This module must be importable
+in vLLM's spawned engine process.
 """
 
 from __future__ import annotations

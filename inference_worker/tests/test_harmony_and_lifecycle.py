@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from conftest import ensure_model_row
+from conftest import GPT_OSS_ANSWER, GPT_OSS_IDLE_SECONDS, GPT_OSS_REASONING, ensure_model_row, gpt_oss_script
 from conversations.models import Conversation, Message
 from conversations.services import enqueue
 from inference_worker import presence
@@ -23,25 +23,9 @@ from inference_worker.engine import new_request_id
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
 
-IDLE_SECONDS = 8
-REASONING = "The user asks for the answer. It is 42."
-ANSWER = "The answer is 42."
-
-
-@pytest.fixture(scope="module")
-def gpt_oss_worker(start_worker):
-    return start_worker("gpt-oss-test", tag="cpu", idle_seconds=IDLE_SECONDS)
-
-
-def script() -> list[int]:
-    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
-
-    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    text = (
-        f"<|channel|>analysis<|message|>{REASONING}<|end|>"
-        f"<|start|>assistant<|channel|>final<|message|>{ANSWER}<|return|>"
-    )
-    return encoding.encode(text, allowed_special="all")
+IDLE_SECONDS = GPT_OSS_IDLE_SECONDS
+REASONING = GPT_OSS_REASONING
+ANSWER = GPT_OSS_ANSWER
 
 
 def run_turn(user, content: str) -> tuple[list[dict], Message]:
@@ -64,7 +48,7 @@ def run_turn(user, content: str) -> tuple[list[dict], Message]:
         "messages": [{"role": "user", "content": content}],
         "params": {"max_tokens": 64, "reasoning_effort": "low"},
         "enqueued_at": time.time(),
-        "script": script(),
+        "script": gpt_oss_script(),
     }
 
     async def listen() -> list[dict]:
@@ -101,6 +85,7 @@ def test_reasoning_and_answer_arrive_separately_and_are_stored(users, gpt_oss_wo
 
 
 def test_idle_worker_frees_the_model_and_reloads_it_on_the_next_request(users, gpt_oss_worker):
+    run_turn(users.alice, "Wake up.")  # whatever state earlier tests left the session's worker in
     loaded = gpt_oss_worker.wait_state(("ready",), 60)
     asleep = gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
     assert asleep["memory_used"] < loaded["memory_used"], "the engine's memory is given back"

@@ -82,6 +82,8 @@ class Command(BaseCommand):
             idle_seconds=idle,
             stream_interval=envint("STREAM_INTERVAL_MS", 30, minimum=0) / 1000,
             scripted_logits=envbool("CHATWEB_SCRIPTED_LOGITS", False),
+            # tests only: the token ids every request gets when it names no script
+            default_script=[int(t) for t in os.environ.get("CHATWEB_SCRIPT", "").split(",") if t.strip()] or None,
         )
         tasks.HOST = host
         host.start()

@@ -1,0 +1,160 @@
+"""The chat websocket against the real worker: branches, titles, the queue, who sees reasoning, Origin."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from accounts.models import SiteSettings
+from conftest import GPT_OSS_ANSWER, GPT_OSS_REASONING, ChatSocket, session_cookie
+from conversations.models import Conversation, Message
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+
+FRANCE = "What is the capital of France?"
+
+
+def turn(socket: ChatSocket, **frame) -> list[dict]:
+    socket.send(**frame)
+    return socket.until("done", "error", timeout=180)
+
+
+def test_regenerate_and_edit_make_branches_and_keep_the_old_ones(live_daphne, users, smollm2):
+    conv = Conversation.objects.create(owner=users.alice, model=smollm2)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        first = turn(socket, type="send", content=FRANCE, params={"temperature": 0})
+        question_id, answer_id = first[0]["user_message_id"], first[0]["message_id"]
+
+        again = turn(socket, type="regenerate", message_id=answer_id, params={"temperature": 0})
+        assert again[0]["type"] == "queued" and again[0]["user_message_id"] == question_id and again[0]["regenerate"]
+        assert again[-1]["type"] == "done"
+        regenerated = Message.objects.get(pk=again[0]["message_id"])
+        assert regenerated.parent_id == question_id and regenerated.pk != answer_id
+        assert regenerated.content == "The capital of France is Paris."
+
+        edited = turn(socket, type="send", content="What is the capital of Italy?", edit_of=question_id)
+        assert edited[-1]["type"] == "done"
+        new_question = Message.objects.get(pk=edited[0]["user_message_id"])
+        assert new_question.parent_id is None and new_question.content == "What is the capital of Italy?"
+        edit_answer = Message.objects.get(pk=edited[0]["message_id"])
+        assert edit_answer.status == "done" and edit_answer.content and "Paris" not in edit_answer.content
+        # the edit's answer saw the edited question alone, not the France exchange
+        assert edit_answer.prompt_tokens < Message.objects.get(pk=answer_id).prompt_tokens + 5
+
+        # continuing a branch: the history sent to the model is that branch only
+        follow = turn(socket, type="send", content="And of Spain?", parent_id=answer_id)
+        follow_question = Message.objects.get(pk=follow[0]["user_message_id"])
+        assert follow_question.parent_id == answer_id
+    finally:
+        socket.close()
+    # nothing was overwritten: 2 questions at the root, 2 answers to the first, 1 to the edit
+    assert Message.objects.filter(conversation=conv, parent=None).count() == 2
+    assert Message.objects.filter(parent_id=question_id).count() == 2
+    assert Message.objects.get(pk=answer_id).content == "The capital of France is Paris."
+
+
+def test_bad_branch_targets_are_refused_and_store_nothing(live_daphne, users, smollm2):
+    mine = Conversation.objects.create(owner=users.alice, model=smollm2)
+    theirs = Conversation.objects.create(owner=users.bob, model=smollm2)
+    their_question = Message.objects.create(conversation=theirs, role="user", content="bob's question")
+    socket = ChatSocket(live_daphne, users.alice, mine.pk)
+    try:
+        for frame, code in [
+            ({"type": "regenerate", "message_id": their_question.pk}, "not_found"),
+            ({"type": "regenerate", "message_id": "1"}, "not_found"),
+            ({"type": "send", "content": "hi", "edit_of": their_question.pk}, "not_found"),
+            ({"type": "send", "content": "hi", "parent_id": their_question.pk}, "not_found"),
+            ({"type": "send", "content": "   "}, "empty_message"),
+            ({"type": "send", "content": "hi", "params": {"temperature": 5}}, "invalid_params"),
+        ]:
+            socket.send(**frame)
+            event = socket.recv()
+            assert event["type"] == "error" and event["code"] == code, (frame, event)
+    finally:
+        socket.close()
+    assert not Message.objects.filter(conversation=mine).exists()
+    assert Message.objects.filter(conversation=theirs).count() == 1
+
+
+def test_the_first_exchange_titles_the_conversation_after_the_answer(live_daphne, users, gpt_oss):
+    conv = Conversation.objects.create(owner=users.alice, model=gpt_oss)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        events = turn(socket, type="send", content="What is the answer to everything, please?")
+        assert events[0]["title"] == "What is the answer to everything, please?"  # at once, from the question
+        assert events[-1]["type"] == "done"
+        title = socket.until("title", timeout=120)[-1]
+    finally:
+        socket.close()
+    # the model (scripted to answer GPT_OSS_ANSWER) wrote the title, after "done"
+    assert title["title"] == GPT_OSS_ANSWER.rstrip(".")  # cleaned: no full stop in a title
+    conv.refresh_from_db()
+    assert conv.title == title["title"] and conv.title_auto
+
+
+def test_a_renamed_conversation_keeps_its_name(live_daphne, users, gpt_oss):
+    conv = Conversation.objects.create(owner=users.alice, model=gpt_oss, title="Mine", title_auto=False)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        events = turn(socket, type="send", content="Anything?")
+        assert events[0]["title"] == "Mine" and events[-1]["type"] == "done"
+        time.sleep(3)
+    finally:
+        socket.close()
+    conv.refresh_from_db()
+    assert conv.title == "Mine"
+
+
+@pytest.mark.parametrize(
+    ("visibility", "alice_sees", "admin_sees"),
+    [("everyone", True, True), ("admins", False, True), ("nobody", False, False)],
+)
+def test_reasoning_reaches_only_those_allowed(live_daphne, users, gpt_oss, visibility, alice_sees, admin_sees):
+    settings = SiteSettings.load()
+    settings.reasoning_visibility = visibility
+    settings.save()
+    for user, sees in ((users.alice, alice_sees), (users.admin, admin_sees)):
+        conv = Conversation.objects.create(owner=user, model=gpt_oss, title="t", title_auto=False)
+        socket = ChatSocket(live_daphne, user, conv.pk)
+        try:
+            events = turn(socket, type="send", content="What is the answer?")
+        finally:
+            socket.close()
+        assert events[-1]["type"] == "done", events[-1]
+        streamed = "".join(e.get("content", "") for e in events if e["type"] == "delta")
+        reasoning = "".join(e.get("reasoning", "") for e in events if e["type"] == "delta")
+        assert streamed == GPT_OSS_ANSWER
+        assert reasoning == (GPT_OSS_REASONING if sees else ""), (visibility, user.email)
+        assert ("reasoning_tokens" in events[-1]["usage"]) is sees
+        # the page and the exports follow the same rule
+        from django.test import Client
+
+        client = Client()
+        client.force_login(user)
+        page = client.get(f"/c/{conv.pk}/").context["page_data"]
+        assert page["messages"][-1]["reasoning"] == (GPT_OSS_REASONING if sees else "")
+        assert (GPT_OSS_REASONING in client.get(f"/c/{conv.pk}/export.md").content.decode()) is sees
+        # and it is stored either way
+        assert Message.objects.filter(conversation=conv, role="assistant").get().reasoning == GPT_OSS_REASONING
+
+
+def test_the_websocket_refuses_a_foreign_origin(live_daphne, users, smollm2):
+    from django.conf import settings
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    conv = Conversation.objects.create(owner=users.alice, model=smollm2)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session_cookie(users.alice)}"
+    for origin in ("https://evil.example", "null"):
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(
+                f"{live_daphne.ws_url}/ws/chat/{conv.pk}/",
+                additional_headers={"Cookie": cookie, "Origin": origin},
+                open_timeout=10,
+            ) as ws:
+                ws.recv(timeout=5)
+        assert refused.value.response.status_code == 403
+    # the page's own origin is let in
+    ChatSocket(live_daphne, users.alice, conv.pk).close()
