@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import screenshot, session_cookie
+from conftest import session_cookie
 from conversations.models import Conversation, Message
 
 pytestmark = [
@@ -34,28 +34,63 @@ def signed_in_page(new_page, live_daphne, user):
     return page
 
 
-def test_chat_streams_an_answer_and_keeps_the_history(live_daphne, new_page, users, smollm2):
+def test_hostile_model_output_stays_inert_while_it_streams(live_daphne, new_page, users, gpt_oss):
+    """The model itself (scripted) streams the hostile list through the real path into the page."""
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    from conversations.services import enqueue
+    from inference_worker.engine import new_request_id
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    hostile = "\n\n".join(XSS)
+    script = encoding.encode(f"<|channel|>final<|message|>{hostile}<|return|>", allowed_special="all")
+    conversation = Conversation.objects.create(owner=users.alice, model=gpt_oss, title="t", title_auto=False)
+    question = Message.objects.create(conversation=conversation, role="user", content="Say something nasty.")
+    request_id = new_request_id()
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        status="queued",
+        request_id=request_id,
+        model_name=gpt_oss.name,
+    )
     page = signed_in_page(new_page, live_daphne, users.alice)
     frames: list[str] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
-    page.goto(f"{live_daphne.url}/")
-    page.select_option("#model", "smollm2-test")
-    page.fill("[data-testid=prompt]", "What is the capital of France?")
-    page.keyboard.press("Enter")
-    answer = page.locator(".message.assistant [data-testid=content]")
-    answer.get_by_text("The capital of France is Paris.").wait_for(timeout=120_000)
-    page.locator(".message.assistant .status", has_text="Done").wait_for()
-    assert sum('"type": "delta"' in f for f in frames) >= 2, "the answer arrived in several pieces"
-    assert page.url.startswith(f"{live_daphne.url}/c/")
-    screenshot(page, "chat-page")
+    page.goto(f"{live_daphne.url}/c/{conversation.pk}/")
+    for _ in range(100):  # the page follows the queued answer before the job starts
+        if any('"type": "resume"' in f for f in frames):
+            break
+        page.wait_for_timeout(100)
+    job = {
+        "request_id": request_id,
+        "message_id": answer.pk,
+        "user_id": users.alice.pk,
+        "model": gpt_oss.name,
+        "messages": [{"role": "user", "content": question.content}],
+        "params": {"max_tokens": len(script) + 8},
+        "script": script,
+    }
+    enqueue(job, gpt_oss.queue)
+    page.locator(".message.assistant .status", has_text="Done").wait_for(timeout=180_000)
+    assert sum('"type": "delta"' in f for f in frames) >= 2, "it streamed"
+    answer.refresh_from_db()
+    assert answer.content == hostile
+    assert_inert(page)
 
-    page.reload()
-    page.locator(".message.assistant").first.wait_for()
-    assert page.locator(".message.user [data-testid=content]").inner_text() == "What is the capital of France?"
-    assert page.locator(".message.assistant [data-testid=content]").inner_text() == "The capital of France is Paris."
-    conversation = Conversation.objects.get(owner=users.alice)
-    assert [m.role for m in Message.objects.filter(conversation=conversation)] == ["user", "assistant"]
+
+def assert_inert(page) -> None:
+    pane = page.locator("[data-testid=messages]")
     assert page.dialogs == []
+    assert pane.locator("script, iframe, object, embed").count() == 0
+    assert pane.locator("[onerror], [onload]").count() == 0
+    for href in pane.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))"):
+        assert href is None or not href.lower().startswith(("javascript:", "data:"))
+    for src in pane.locator("img").evaluate_all("els => els.map(e => e.getAttribute('src'))"):
+        assert src is None or not src.lower().startswith(("javascript:", "data:"))
+    # the fenced HTML is shown as code, not run
+    assert "<script>alert(1)</script>" in pane.locator(".message.assistant pre code").first.inner_text()
 
 
 def test_hostile_markdown_stays_inert(live_daphne, new_page, users, smollm2):
@@ -68,15 +103,6 @@ def test_hostile_markdown_stays_inert(live_daphne, new_page, users, smollm2):
     page.goto(f"{live_daphne.url}/c/{conversation.pk}/")
     page.locator(".message.assistant").wait_for()
     page.wait_for_timeout(500)
-    pane = page.locator("[data-testid=messages]")
-    html = pane.inner_html()
-    assert page.dialogs == []
-    assert pane.locator("script, iframe, object, embed").count() == 0
-    assert pane.locator("[onerror], [onload]").count() == 0
-    for href in pane.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))"):
-        assert href is None or not href.lower().startswith(("javascript:", "data:"))
-    for src in pane.locator("img").evaluate_all("els => els.map(e => e.getAttribute('src'))"):
-        assert src is None or not src.lower().startswith(("javascript:", "data:"))
-    # the fenced HTML is shown as code, not run
-    assert "<script>alert(1)</script>" in pane.locator("pre code").first.inner_text()
-    assert "<script" not in html.replace("&lt;script", "")
+    assert_inert(page)
+    # what the person typed is shown as typed
+    assert page.locator(".message.user [data-testid=content]").inner_text() == "\n\n".join(XSS)

@@ -198,8 +198,16 @@ function statusLine(message) {
 function drawMessage(message) {
   const view = messageView(message);
   view.addReasoning(message.reasoning);
-  view.content.set(message.content);
-  view.content.finish();
+  if (message.role === "user") {
+    // what the person typed, exactly as typed: text, not markdown
+    const body = view.article.querySelector(".content");
+    body.replaceChildren();
+    body.classList.add("plain");
+    body.textContent = message.content;
+  } else {
+    view.content.set(message.content);
+    view.content.finish();
+  }
   view.setStatus(...statusLine(message));
   showActions(message, view);
   views.set(message.id, view);
@@ -432,6 +440,7 @@ function finishCurrent(messageId, replaced) {
   busy(false);
   renderStatus();
   refreshStatus();
+  setTimeout(refreshStatus, 2500); // the worker's next heartbeat says it is idle again
 }
 
 function setTitle(title) {

@@ -43,7 +43,7 @@ export class Sidebar {
     link.textContent = c.title;
     link.title = c.title;
     const rename = this.button("✎", "Rename", () => this.rename(li, c));
-    const remove = this.button("🗑", "Delete", () => this.remove(li, c));
+    const remove = this.button("×", "Delete", () => this.remove(li, c));
     li.append(link, rename, remove);
     return li;
   }
@@ -104,8 +104,10 @@ export class Sidebar {
     li.prepend(input);
     input.focus();
     input.select();
+    let finished = false;
     const finish = async (save) => {
-      if (!input.isConnected) return;
+      if (finished) return; // removing the input blurs it: that second call does nothing
+      finished = true;
       input.remove();
       link.hidden = false;
       if (!save || input.value.trim() === c.title) return;
