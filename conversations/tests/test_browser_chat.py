@@ -106,3 +106,57 @@ def test_hostile_markdown_stays_inert(live_daphne, new_page, users, smollm2):
     assert_inert(page)
     # what the person typed is shown as typed
     assert page.locator(".message.user [data-testid=content]").inner_text() == "\n\n".join(XSS)
+
+
+def test_errors_show_in_place_and_retry_and_presets_work(live_daphne, new_page, users, smollm2):
+    from conversations.models import Preset
+    from inference_worker.models import ChatModel
+
+    ChatModel.objects.create(name="offline-model", display_name="Offline model", path="/none", queue="offline")
+    Preset.objects.create(name="Terse", description="one line", model=smollm2, system_prompt="Answer in one line.")
+    conversation = Conversation.objects.create(owner=users.alice, model=smollm2, title="t", title_auto=False)
+    question = Message.objects.create(conversation=conversation, role="user", content="What is the capital of France?")
+    Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        status="failed",
+        content="The capital of",
+        error="The worker writing this answer stopped responding; the partial answer is kept. Retry to try again.",
+    )
+    page = signed_in_page(new_page, live_daphne, users.alice)
+    page.goto(f"{live_daphne.url}/c/{conversation.pk}/")
+
+    # a model without a worker is listed, but unavailable, with the reason
+    offline = page.locator("#model option[value=offline-model]")
+    assert offline.is_disabled()
+    assert offline.inner_text().endswith("(unavailable: No worker is running for this model.)")
+
+    # a failed answer keeps its partial text, says why, and offers a retry that works
+    failed = page.locator(".message.assistant").first
+    assert failed.get_by_test_id("content").inner_text() == "The capital of"
+    assert "stopped responding" in failed.locator(".status").inner_text()
+    failed.get_by_test_id("retry").click()
+    page.locator(".message.assistant .status", has_text="Done").wait_for(timeout=180_000)
+    assert page.locator(".message.assistant [data-testid=content]").inner_text() == "The capital of France is Paris."
+    assert page.get_by_test_id("siblings").last.inner_text().replace("\n", " ").split()[1] == "2/2"
+
+    # a message over the limit: the reason with the numbers, the text stays in the composer
+    page.fill("[data-testid=prompt]", "x" * 100_001)
+    page.get_by_test_id("send").click()
+    page.get_by_test_id("notice").get_by_text("This message is 100,001 characters; the limit is 100,000.").wait_for()
+    assert len(page.input_value("[data-testid=prompt]")) == 100_001
+    assert Message.objects.filter(conversation=conversation).count() == 3
+
+    # presets sit beside the models in a new chat's picker, and start the chat with their settings
+    page.get_by_test_id("new-chat").click()
+    page.wait_for_load_state()
+    preset = page.locator("#model optgroup[label=Presets] option", has_text="Terse")
+    assert preset.inner_text() == "Terse — one line"
+    page.select_option("#model", preset.get_attribute("value"))
+    page.fill("[data-testid=prompt]", "What is the capital of France?")
+    page.keyboard.press("Enter")
+    page.locator(".message.assistant .status", has_text="Done").wait_for(timeout=180_000)
+    started = Conversation.objects.exclude(pk=conversation.pk).get(owner=users.alice)
+    assert started.preset.name == "Terse" and started.system_prompt == "Answer in one line."
+    assert page.dialogs == []
