@@ -287,6 +287,20 @@ TEST_MODELS = {
         "cpu_kv_cache_gib": 0.25,
         "enforce_eager": True,
     },
+    # the same tiny gpt-oss on its own queue, one request at a time: a real queue forms
+    "gpt-oss-single": {
+        "folder": "tiny-gpt-oss",
+        "display_name": "Tiny gpt-oss, one at a time (tests)",
+        "queue": "test-gpt-oss-single",
+        "prompt_format": "harmony",
+        "dtype": "bfloat16",
+        "context_length": 2048,
+        "default_temperature": 0.0,
+        "default_max_tokens": 64,
+        "max_num_seqs": 1,
+        "cpu_kv_cache_gib": 0.25,
+        "enforce_eager": True,
+    },
 }
 
 
@@ -454,10 +468,17 @@ class ChatSocket:
 
         self.ws.send(json.dumps(message))
 
+    ready: dict | None = None  # the server's greeting on connect (which answer is active)
+
     def recv(self, timeout: float = 60) -> dict:
+        """The next event, after the greeting (kept in self.ready)."""
         import json
 
-        return json.loads(self.ws.recv(timeout=timeout))
+        while True:
+            event = json.loads(self.ws.recv(timeout=timeout))
+            if event.get("type") != "ready":
+                return event
+            self.ready = event
 
     def until(self, *types: str, timeout: float = 120) -> list[dict]:
         """All events up to and including the first of `types`."""

@@ -30,18 +30,20 @@ def _may_read(request: HttpRequest) -> bool:
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("title_or_id", "owner", "model", "message_count", "updated")
+    # Titles are often the first line of the first message: the list shows none of the
+    # content; opening one (which is logged) does.
+    list_display = ("conversation_id", "owner", "model", "message_count", "updated")
     list_select_related = ("owner", "model")
     list_filter = ("model",)
-    search_fields = ("title", "owner__email")
+    search_fields = ("owner__email",)
     date_hierarchy = "updated"
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(message_count=Count("messages"))
 
-    @admin.display(description="title", ordering="title")
-    def title_or_id(self, obj: Conversation) -> str:
-        return str(obj)
+    @admin.display(description="conversation", ordering="pk")
+    def conversation_id(self, obj: Conversation) -> str:
+        return f"#{obj.pk}"
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: Conversation) -> int:
@@ -88,7 +90,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(ConversationRead)
 class ConversationReadAdmin(admin.ModelAdmin):
-    list_display = ("created", "reader_email", "owner_email", "conversation_title", "conversation")
+    list_display = ("created", "reader_email", "owner_email", "conversation_title")
     list_filter = ("created",)
     search_fields = ("reader_email", "owner_email", "conversation_title")
     date_hierarchy = "created"

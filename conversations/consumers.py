@@ -1,9 +1,11 @@
 """The chat websocket: /ws/chat/<conversation_id>/ (session auth, approved owners only).
 
+On connect: {"type": "ready", "active": <id of the answer being written, or null>}.
 Client -> server: {"type": "send", "content": ..., "params": {...}, "parent_id": <the
 message to answer under>, "edit_of": <a user message this one replaces, as a new
 branch>}, {"type": "regenerate", "message_id": ...}, {"type": "stop", "request_id":
-...}, {"type": "ping"}.
+...}, {"type": "sync", "message_id": ...} (the stored outcome of an answer followed
+before a reconnect), {"type": "ping"}.
 Server -> client: "queued" (with the new message ids), "queue" (how many wait ahead),
 then the worker's events relayed from the reply group: "status", "start", "delta",
 "done", "error"; "title" when the conversation gets its title; and "pong".
@@ -44,6 +46,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     worker: str | None = None
     partial: str = ""
     started: bool = False
+    queue_ahead: int | None = None
     last_event: float = 0.0
     watchdog: asyncio.Task | None = None
     resync_buffer: list[dict] | None = None  # deltas held until the worker's snapshot
@@ -72,6 +75,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except (OSError, redis.RedisError):
             pass  # titles are a nicety; the answer stream has its own subscription
         active = await self._active_message()
+        await self.send_json({"type": "ready", "active": active.pk if active else None})
         if active is not None:  # a reconnect while an answer is being written: follow it
             await self._follow(active.request_id, active.pk, active.worker or None)
             # What was streamed so far comes from the worker (the stored text lags by
@@ -214,6 +218,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._on_send(content)
         elif kind == "stop":
             await self._on_stop(content)
+        elif kind == "sync":
+            await self._on_sync(content)
         else:
             await self._error(f"Unknown message type {kind!r}.", "unknown_type")
 
@@ -249,6 +255,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "title": turn.title,
             }
         )
+        ahead = await self._queue_position()
+        if ahead:  # others wait before this one: say so now, the watchdog keeps it current
+            await self.send_json({"type": "queue", "message_id": self.message_id, "ahead": ahead})
+            self.queue_ahead = ahead
 
     async def _on_stop(self, content: dict) -> None:
         request_id = content.get("request_id") or self.request_id
@@ -264,6 +274,39 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 {"type": "done", "status": "stopped", "finish_reason": "abort", "message_id": message.pk}
             )
             await self._unfollow()
+
+    async def _on_sync(self, content: dict) -> None:
+        """The stored outcome of an answer the page followed before it lost its socket."""
+        outcome = await self._outcome(content.get("message_id"))
+        if outcome is not None:
+            await self.send_json(outcome)
+
+    @database_sync_to_async
+    def _outcome(self, message_id) -> dict | None:
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            return None
+        message = Message.objects.filter(pk=message_id, conversation_id=self.conversation_id).first()
+        if message is None or message.status in services.ACTIVE:
+            return None  # unknown here, or still running (the resume covers it)
+        if message.status == MessageStatus.FAILED:
+            return {
+                "type": "error",
+                "code": "failed",
+                "message": message.error,
+                "content": message.content,
+                "message_id": message.pk,
+            }
+        return {
+            "type": "done",
+            "status": message.status,
+            "finish_reason": message.finish_reason,
+            "content": message.content,
+            "reasoning": message.reasoning if self.show_reasoning else "",
+            "recovered": True,
+            "message_id": message.pk,
+            "time_to_first_token_ms": message.time_to_first_token_ms,
+            "tokens_per_second": message.tokens_per_second,
+        }
 
     async def _error(self, message: str, code: str, **extra) -> None:
         await self.send_json({"type": "error", "message": message, "code": code, **extra})
@@ -287,6 +330,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.request_id, self.message_id, self.worker = request_id, message_id, worker
         self.partial = ""
         self.started = worker is not None
+        self.queue_ahead = None
         self.last_event = time.monotonic()
         await self._layer(self.channel_layer.group_add, presence.reply_group(request_id), self.channel_name)
         self.watchdog = asyncio.create_task(self._watch())
@@ -307,14 +351,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
         While the answer waits in the queue, also tell the page its place.
         """
-        ahead: int | None = -1
         while self.request_id:
             await asyncio.sleep(WATCHDOG_SECONDS)
-            if self.message_id is not None and not self.started and ahead is not None:
+            if self.message_id is not None and not self.started:
                 position = await self._queue_position()
-                if position is not None and position != ahead:
+                if position is not None and position != self.queue_ahead:
                     await self.send_json({"type": "queue", "message_id": self.message_id, "ahead": position})
-                ahead = position
+                    self.queue_ahead = position
             if time.monotonic() - self.last_event < SILENCE_BEFORE_CHECK:
                 continue
             if self.message_id is None:

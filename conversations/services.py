@@ -180,6 +180,7 @@ def conversation_send(
     model = model_for(conversation)
     require_live_worker(model)
     with transaction.atomic():
+        _lock(conversation)
         parent, _ = _parent_for(conversation, parent_id, edit_of)
         if parent is not None and parent.role == MessageRole.USER:
             raise SendError("Answer the open question first (regenerate it), or edit it.", "bad_parent")
@@ -189,7 +190,10 @@ def conversation_send(
             conversation=conversation, parent=parent, role=MessageRole.USER, content=content
         )
         if first and conversation.title_auto:
-            conversation.title = title_from_text(content)
+            # only while still the machine's: a rename made meanwhile wins
+            title = title_from_text(content)
+            if Conversation.objects.filter(pk=conversation.pk, title_auto=True).update(title=title):
+                conversation.title = title
         return _start_answer(
             user=user,
             conversation=conversation,
@@ -211,6 +215,7 @@ def conversation_regenerate(
     model = model_for(conversation)
     require_live_worker(model)
     with transaction.atomic():
+        _lock(conversation)
         message = _own_message(conversation, message_id)
         user_message = message if message.role == MessageRole.USER else message.parent
         if user_message is None:
@@ -225,6 +230,12 @@ def conversation_regenerate(
             request_id=request_id,
             make_title=False,
         )
+
+
+def _lock(conversation: Conversation) -> None:
+    """Serialise turns of one conversation (two tabs sending at once): a row lock on
+    PostgreSQL; SQLite's IMMEDIATE transactions already serialise every writer."""
+    Conversation.objects.select_for_update().filter(pk=conversation.pk).exists()
 
 
 def _refuse_if_busy(conversation: Conversation) -> None:
@@ -253,7 +264,7 @@ def _start_answer(
     )
     if conversation.model_id is None:
         conversation.model = model
-    conversation.save(update_fields=["model", "title", "updated"])
+    conversation.save(update_fields=["model", "updated"])
     job = {
         "request_id": request_id,
         "message_id": assistant.pk,

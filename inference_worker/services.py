@@ -107,6 +107,8 @@ def title_clean(raw: str) -> str:
 
 def conversation_title_run(*, job: dict[str, Any], answer: str, host: EngineHost) -> str:
     """Ask the model that just answered for a title; runs after "done", so it never delays the answer."""
+    if not Conversation.objects.filter(pk=job["conversation_id"], title_auto=True).exists():
+        return ""  # renamed or deleted while answering: no need to spend the engine on it
     question = next((m["content"] for m in reversed(job["messages"]) if m["role"] == "user"), "")
     harmony = host.spec.prompt_format == "harmony"
     title_job = {

