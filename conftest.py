@@ -104,10 +104,21 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def fresh_quotas(redis_server) -> None:
+    """Each test starts with no requests counted (user ids repeat across flushed tests)."""
+    for key in redis_server.client.scan_iter("chatweb:quota:*"):
+        redis_server.client.delete(key)
+
+
 @pytest.fixture
 def users(db) -> SimpleNamespace:
-    from accounts.models import Role, User
+    """The four accounts; tests run without the site's default limits unless they set their own."""
+    from accounts.models import Role, SiteSettings, User
 
+    site = SiteSettings.load()
+    site.default_requests_per_minute = site.default_concurrent_generations = site.default_tokens_per_day = 0
+    site.save()
     admin = User.objects.create_user("admin@example.com", PASSWORD)  # first account: becomes admin
     assert admin.role == Role.ADMIN
     return SimpleNamespace(

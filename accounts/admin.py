@@ -10,8 +10,15 @@ from django.http import HttpRequest
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from accounts.models import Role, SiteSettings, UsageDay, User
-from accounts.services import LastAdminError, user_approve, user_reject, user_set_active, user_set_role
+from accounts.models import ApiKey, Role, SiteSettings, UsageDay, User
+from accounts.services import (
+    LastAdminError,
+    api_key_revoke,
+    user_approve,
+    user_reject,
+    user_set_active,
+    user_set_role,
+)
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -23,7 +30,7 @@ class UserCreationForm(AdminUserCreationForm):
 class UserEditForm(UserChangeForm):
     class Meta:
         model = User
-        fields = ("email", "role", "is_active")
+        fields = ("email", "role", "is_active", "requests_per_minute", "concurrent_generations", "tokens_per_day")
 
 
 class RoleFilter(admin.SimpleListFilter):
@@ -60,6 +67,13 @@ class UserAdmin(BaseUserAdmin):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Access", {"fields": ("role", "is_active")}),
+        (
+            "Limits",
+            {
+                "fields": ("requests_per_minute", "concurrent_generations", "tokens_per_day"),
+                "description": "Empty: the defaults in Site settings. 0: no limit.",
+            },
+        ),
         ("Dates", {"fields": ("date_joined", "last_login", "last_active")}),
     )
     add_fieldsets = (
@@ -203,3 +217,38 @@ def index_with_pending(request: HttpRequest, extra_context=None):
 
 
 admin.site.index = index_with_pending
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Every user's keys: admins see usage and revoke; nobody sees or edits a key itself."""
+
+    list_display = ("name", "user", "prefix_shown", "created", "last_used", "expires", "state", "requests", "tokens")
+    list_filter = ("revoked", "expires")
+    search_fields = ("name", "prefix", "user__email")
+    list_select_related = ("user",)
+    actions = ["revoke"]
+    fields = ("user", "name", "prefix", "created", "expires", "revoked", "save_history", "last_used", "requests")
+    readonly_fields = fields
+
+    @admin.display(description="key")
+    def prefix_shown(self, key: ApiKey) -> str:
+        return f"{key.prefix}…"
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, key: ApiKey) -> str:
+        return f"{key.prompt_tokens:,} / {key.completion_tokens:,}"
+
+    @admin.action(description="Revoke the selected keys (at once)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = sum(api_key_revoke(key=key) for key in queryset)
+        self.message_user(request, f"Revoked {count} key{'s' if count != 1 else ''}.", messages.SUCCESS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are made by their owner (or `manage.py create_api_key`), so only they see it
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # revoke instead: the row keeps its usage

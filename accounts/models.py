@@ -40,6 +40,10 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.PENDING, db_index=True)
     last_active = models.DateTimeField(null=True, blank=True)
+    # Limits for this user; empty: the site's defaults (Site settings). 0: no limit.
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_generations = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -108,6 +112,15 @@ class SiteSettings(models.Model):
         default=True,
         help_text="Each such read is written to the audit log.",
     )
+    default_requests_per_minute = models.PositiveIntegerField(
+        "requests per minute (per user)", default=60, help_text="Chat and API together. 0: no limit."
+    )
+    default_concurrent_generations = models.PositiveIntegerField(
+        "answers at once (per user)", default=4, help_text="0: no limit."
+    )
+    default_tokens_per_day = models.PositiveBigIntegerField(
+        "tokens per day (per user)", default=2_000_000, help_text="Prompt and completion tokens. 0: no limit."
+    )
     # Set once, by a conditional UPDATE, to the first account ever created: the
     # database serialises two concurrent claims, so exactly one becomes admin.
     first_account = models.OneToOneField(
@@ -169,3 +182,47 @@ class UsageDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.day}"
+
+
+API_KEY_PREFIX = "sk-cw-"
+
+
+class ApiKey(models.Model):
+    """A named key for /api/. The key itself is shown once; only its prefix and an HMAC are kept.
+
+    Looked up by the indexed prefix, then compared in constant time (healthchecks' way).
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=20, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
+    revoked = models.DateTimeField(null=True, blank=True, editable=False)
+    save_history = models.BooleanField(
+        "save calls to my conversations", default=False, help_text="Each call becomes a conversation in the chat."
+    )
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    requests = models.PositiveBigIntegerField(default=0, editable=False)
+    prompt_tokens = models.PositiveBigIntegerField(default=0, editable=False)
+    completion_tokens = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked is None and (self.expires is None or self.expires > timezone.now())
+
+    @property
+    def state(self) -> str:
+        if self.revoked is not None:
+            return "revoked"
+        if self.expires is not None and self.expires <= timezone.now():
+            return "expired"
+        return "active"

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+import datetime
+import hashlib
+import hmac
+import secrets
 
-from accounts.models import Role, User
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import API_KEY_PREFIX, ApiKey, Role, UsageDay, User
 
 
 class LastAdminError(Exception):
@@ -69,11 +77,6 @@ def user_reject(*, user: User) -> bool:
 
 def usage_record(*, user_id: int, prompt_tokens: int, completion_tokens: int, requests: int = 1) -> None:
     """Add one call's tokens to the user's usage for today (an upsert, safe under concurrency)."""
-    from django.db.models import F
-    from django.utils import timezone
-
-    from accounts.models import UsageDay
-
     day = timezone.localdate()
     with transaction.atomic():
         row, _ = UsageDay.objects.get_or_create(user_id=user_id, day=day)
@@ -82,3 +85,59 @@ def usage_record(*, user_id: int, prompt_tokens: int, completion_tokens: int, re
             prompt_tokens=F("prompt_tokens") + prompt_tokens,
             completion_tokens=F("completion_tokens") + completion_tokens,
         )
+
+
+# --- API keys -----------------------------------------------------------------------
+
+
+def _api_key_digest(key: str) -> str:
+
+    return hmac.new(settings.SECRET_KEY.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+API_KEY_PREFIX_CHARS = 14  # "sk-cw-" and 8 random characters: indexed, shown in lists
+
+
+def api_key_create(
+    *, user: User, name: str, expires: datetime.datetime | None = None, save_history: bool = False
+) -> tuple[ApiKey, str]:
+    """A new key for `user`. Returns (row, key): the key is shown once and never stored."""
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("Give the key a name.")
+    if len(name) > 100:
+        raise ValueError("Keep the name under 100 characters.")
+    if expires is not None and expires <= timezone.now():
+        raise ValueError("The expiry must be in the future.")
+    while True:
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        prefix = key[:API_KEY_PREFIX_CHARS]
+        if not ApiKey.objects.filter(prefix=prefix).exists():
+            break
+    row = ApiKey.objects.create(
+        user=user, name=name, prefix=prefix, digest=_api_key_digest(key), expires=expires, save_history=save_history
+    )
+    return row, key
+
+
+def api_key_find(key: str) -> ApiKey | None:
+    """The row a presented key belongs to (live or not), or None; the digest is compared in constant time."""
+    if not isinstance(key, str) or not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+        return None
+    row = ApiKey.objects.select_related("user").filter(prefix=key[:API_KEY_PREFIX_CHARS]).first()
+    if row is None or not hmac.compare_digest(row.digest, _api_key_digest(key)):
+        return None
+    return row
+
+
+def api_key_revoke(*, key: ApiKey) -> bool:
+    return bool(ApiKey.objects.filter(pk=key.pk, revoked__isnull=True).update(revoked=timezone.now()))
+
+
+def api_key_record(*, key_id: int, prompt_tokens: int, completion_tokens: int, requests: int = 1) -> None:
+    ApiKey.objects.filter(pk=key_id).update(
+        requests=F("requests") + requests,
+        prompt_tokens=F("prompt_tokens") + prompt_tokens,
+        completion_tokens=F("completion_tokens") + completion_tokens,
+        last_used=timezone.now(),
+    )

@@ -181,6 +181,8 @@ CHANNEL_LAYERS = {
 }
 
 CELERY_BROKER_URL = REDIS_URL
+# A model whose Celery queue holds this many untaken jobs refuses more (503 / a chat error).
+MAX_QUEUE_LENGTH = envint("MAX_QUEUE_LENGTH", 200, minimum=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,14 +1,40 @@
-"""OpenAI-compatible JSON API (/api/ and /api/v1/). One error shape for every error."""
+"""OpenAI-compatible JSON API (/api/ and /api/v1/). One error shape for every error.
+
+`POST /api/chat/completions` goes through the same queue, worker and engine as the
+chat: the view follows the reply group of its request on the channel layer, the
+way the websocket consumer does, and answers in OpenAI's shapes (server-sent events
+when streaming). A client that disconnects mid-stream stops its request in the
+engine.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
 from functools import wraps
+from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+import kombu.exceptions
+import redis
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
+from accounts.models import SiteSettings, touch_last_active
+from accounts.quotas import QuotaExceeded, quota_acquire, quota_release
+from accounts.services import api_key_find
+from conversations import protocol, services
+from conversations.models import Conversation, Message, MessageRole, MessageStatus
+from inference_worker import presence
+from inference_worker.engine import new_request_id
 from inference_worker.models import ChatModel
 
 ERROR_TYPES = {
@@ -19,12 +45,21 @@ ERROR_TYPES = {
     405: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
+    500: "api_error",
     503: "service_unavailable",
 }
+MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's own cap on request.body (2.5 MB)
+SILENCE_BEFORE_CHECK = 6.0  # no event for this long: is the worker still there?
 
 
 def api_error(
-    status: int, message: str, *, type: str | None = None, param: str | None = None, code: str | None = None
+    status: int,
+    message: str,
+    *,
+    type: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    retry_after: int | None = None,
 ) -> JsonResponse:
     body = {
         "error": {
@@ -34,34 +69,81 @@ def api_error(
             "code": code,
         }
     }
-    return JsonResponse(body, status=status)
+    response = JsonResponse(body, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
-def api_auth(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
-    """The caller: a signed-in browser session of an approved user (API keys: see accounts)."""
+def _too_large() -> JsonResponse:
+    return api_error(413, f"The request body is over {MAX_BODY_BYTES:,} bytes.", code="body_too_large")
 
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> JsonResponse:
-        if request.headers.get("Authorization", "").startswith("Bearer "):
+
+class ApiCaller:
+    def __init__(self, user, key=None) -> None:
+        self.user, self.key = user, key
+
+
+def _authenticate(request: HttpRequest) -> ApiCaller | JsonResponse:
+    """A bearer API key, or (for the page's own calls) a signed-in session."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return api_error(401, "Send the key as 'Authorization: Bearer sk-cw-...'.", code="invalid_api_key")
+        row = api_key_find(key.strip())
+        if row is None:
             return api_error(401, "Incorrect API key provided.", code="invalid_api_key")
-        user = request.user
-        if not user.is_authenticated:
+        if row.revoked is not None:
+            return api_error(401, "This API key was revoked.", code="invalid_api_key")
+        if not row.is_live:
+            return api_error(401, "This API key has expired.", code="expired_api_key")
+        if not SiteSettings.load().api_keys_enabled:
+            return api_error(403, "API keys are turned off on this site; ask an admin.", code="api_keys_disabled")
+        caller = ApiCaller(row.user, row)
+    else:
+        if not request.user.is_authenticated:
             return api_error(
                 401,
-                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-...'.",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-cw-...'.",
                 code="missing_api_key",
             )
-        if not user.is_approved:
-            return api_error(403, "Your account is awaiting approval by an administrator.", code="account_pending")
-        request.api_user = user
-        return view(request, *args, **kwargs)
+        caller = ApiCaller(request.user)
+    user = caller.user
+    if not user.is_active:
+        return api_error(403, "This account is deactivated.", code="account_disabled")
+    if not user.is_approved:
+        return api_error(403, "Your account is awaiting approval by an administrator.", code="account_pending")
+    touch_last_active(user)
+    return caller
+
+
+def api_view(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Method, size and caller checks shared by every API view (sync or async)."""
+
+    async def checks(request: HttpRequest):
+        length = request.headers.get("Content-Length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            return _too_large()
+        return await sync_to_async(_authenticate)(request)
+
+    @csrf_exempt
+    @wraps(view)
+    async def wrapper(request: HttpRequest, *args, **kwargs):
+        caller = await checks(request)
+        if isinstance(caller, HttpResponse):
+            return caller
+        request.api_caller = caller
+        return await view(request, *args, **kwargs)
 
     return wrapper
 
 
-@require_GET
-@api_auth
-def models(request: HttpRequest) -> JsonResponse:
+@api_view
+async def models(request: HttpRequest) -> JsonResponse:
+    if request.method != "GET":
+        return api_error(405, "Use GET.", code="method_not_allowed")
+    rows = await sync_to_async(lambda: list(ChatModel.objects.filter(enabled=True).order_by("name")))()
     data = [
         {
             "id": m.name,
@@ -70,11 +152,309 @@ def models(request: HttpRequest) -> JsonResponse:
             "owned_by": "chatweb",
             "max_model_len": m.context_length,
         }
-        for m in ChatModel.objects.filter(enabled=True).order_by("name")
+        for m in rows
     ]
     return JsonResponse({"object": "list", "data": data})
 
 
+# --- chat completions --------------------------------------------------------------
+
+
+class ReplyStream:
+    """The events of one request, from its reply group on the channel layer."""
+
+    def __init__(self, request_id: str) -> None:
+        self.group = presence.reply_group(request_id)
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.pending: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, self.channel)
+
+    async def next(self, timeout: float) -> dict | None:
+        """The next event, or None after `timeout` seconds of silence (the wait goes on next call)."""
+        if self.pending is None:
+            self.pending = asyncio.ensure_future(self.layer.receive(self.channel))
+        done, _ = await asyncio.wait({self.pending}, timeout=timeout)
+        if not done:
+            return None
+        event, self.pending = self.pending.result(), None
+        return event
+
+    async def close(self) -> None:
+        try:
+            await self.layer.group_discard(self.group, self.channel)
+        except Exception:  # noqa: BLE001 - the subscription goes with the connection anyway
+            pass
+        # A cancelled receive() is how the pub/sub layer drops a channel's subscription.
+        if self.pending is None:
+            self.pending = asyncio.ensure_future(self.layer.receive(self.channel))
+            await asyncio.sleep(0)
+        self.pending.cancel()
+        try:
+            await self.pending
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            pass
+
+
+def _prepare(caller: ApiCaller, body: protocol.ChatCompletionRequest, request_id: str) -> dict | JsonResponse:
+    """Everything up to the enqueue (sync: the ORM and Redis): model, worker, quotas, the job."""
+    if not body.history() or body.history()[-1]["role"] != "user":
+        return api_error(400, "The last message must be from the user.", param="messages", code="invalid_messages")
+    model = ChatModel.objects.filter(name=body.model, enabled=True).first()
+    if model is None:
+        return api_error(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
+    try:
+        services.require_live_worker(model)
+    except services.SendError as exc:
+        return api_error(503, exc.message, code=exc.code, retry_after=10)
+    try:
+        quota_acquire(user=caller.user, request_id=request_id)
+    except QuotaExceeded as exc:
+        return api_error(429, exc.message, code=exc.code, retry_after=exc.retry_after)
+    job = {
+        "request_id": request_id,
+        "user_id": caller.user.pk,
+        "api_key_id": caller.key.pk if caller.key else None,
+        "model": model.name,
+        "system_prompt": body.system_prompt(),
+        "messages": body.history(),
+        "params": body.params(),
+        "enqueued_at": time.time(),
+        "quota_user_id": caller.user.pk,
+    }
+    if caller.key is not None and caller.key.save_history:
+        try:
+            job["message_id"] = _save_call(caller, body, model, request_id)
+        except BaseException:
+            quota_release(user_id=caller.user.pk, request_id=request_id)
+            raise
+    return {"job": job, "queue": model.queue, "harmony": model.is_harmony}
+
+
+@transaction.atomic
+def _save_call(caller: ApiCaller, body: protocol.ChatCompletionRequest, model: ChatModel, request_id: str) -> int:
+    """A key that saves history: the call becomes a conversation of the key's owner; the worker
+    stores the answer into its queued assistant message, as for the chat."""
+    history = body.history()
+    conversation = Conversation.objects.create(
+        owner=caller.user,
+        model=model,
+        title=services.title_from_text(history[-1]["content"]) or "API call",
+        title_auto=False,
+        system_prompt=body.system_prompt(),
+        params=body.params(),
+    )
+    parent = None
+    for message in history:
+        parent = Message.objects.create(
+            conversation=conversation, parent=parent, role=message["role"], content=message["content"]
+        )
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=MessageRole.ASSISTANT,
+        status=MessageStatus.QUEUED,
+        model_name=model.name,
+        request_id=request_id,
+    )
+    return answer.pk
+
+
+def _chunk(base: dict, delta: dict, finish_reason: str | None = None) -> bytes:
+    payload = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def _usage(event: dict) -> dict:
+    usage = event.get("usage") or {}
+    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "completion_tokens_details": {"reasoning_tokens": usage.get("reasoning_tokens", 0)},
+    }
+
+
+def _finish_reason(event: dict) -> str:
+    reason = event.get("finish_reason") or "stop"
+    return reason if reason in ("stop", "length") else "stop"
+
+
+def _engine_error(event: dict) -> JsonResponse:
+    if event.get("code") == "context_length_exceeded":
+        return api_error(400, event.get("message", ""), param="messages", code="context_length_exceeded")
+    if event.get("code") in ("worker_lost", "no_worker"):
+        return api_error(503, event.get("message", ""), code=event["code"], retry_after=10)
+    return api_error(500, event.get("message", "The model failed."), code=event.get("code") or "engine_error")
+
+
+def _still_served(worker: str | None, model: str) -> bool:
+    return presence.worker_alive(worker) if worker else bool(presence.live_workers(model))
+
+
+async def _events(stream: ReplyStream, model: str) -> AsyncIterator[dict]:
+    """The request's events until done / error; a silent, dead worker becomes an error event."""
+    worker = None
+    while True:
+        event = await stream.next(SILENCE_BEFORE_CHECK)
+        if event is None:
+            alive = await sync_to_async(_still_served)(worker, model)
+            if not alive:
+                yield {"event": "error", "code": "worker_lost", "message": services.WORKER_LOST}
+                return
+            continue
+        if event.get("event") == "start":
+            worker = event.get("worker")
+        yield event
+        if event.get("event") in ("done", "error"):
+            return
+
+
+@api_view
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return api_error(405, "Use POST.", code="method_not_allowed")
+    try:
+        raw = json.loads(request.body)
+    except RequestDataTooBig:  # a body larger than its Content-Length said
+        return _too_large()
+    except (ValueError, UnicodeDecodeError):
+        return api_error(400, "The body is not valid JSON.", code="invalid_json")
+    if not isinstance(raw, dict):
+        return api_error(400, "The body must be a JSON object.", code="invalid_json")
+    try:
+        body = protocol.ChatCompletionRequest.model_validate(raw)
+    except protocol.ValidationError as exc:
+        message, param = protocol.first_error(exc)
+        return api_error(400, message, param=param, code="invalid_value")
+    request_id = new_request_id()
+    prepared = await sync_to_async(_prepare)(request.api_caller, body, request_id)
+    if isinstance(prepared, HttpResponse):
+        return prepared
+    stream = ReplyStream(request_id)
+    try:
+        await stream.open()  # before the enqueue: the first events must find us listening
+        await sync_to_async(services.enqueue)(prepared["job"], prepared["queue"])
+    except (OSError, redis.RedisError, kombu.exceptions.OperationalError):
+        with contextlib.suppress(OSError, redis.RedisError):
+            await sync_to_async(quota_release)(user_id=request.api_caller.user.pk, request_id=request_id)
+        return api_error(503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5)
+    events = _events(stream, body.model)
+    base = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": int(time.time())}
+    base["model"] = body.model
+
+    # Until the engine starts, errors can still be proper HTTP errors.
+    first = None
+    try:
+        async for event in events:
+            if event.get("event") in ("start", "delta", "done", "error"):
+                first = event
+                break
+    except BaseException:
+        await _abandon(stream, request_id)
+        raise
+    if first is None or first.get("event") == "error":
+        await stream.close()
+        return _engine_error(first or {"code": "engine_error"})
+    if not body.stream:
+        return await _collect(stream, events, first, base, request_id)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    response = StreamingHttpResponse(
+        _sse(stream, events, first, base, request_id, include_usage), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _abandon(stream: ReplyStream, request_id: str) -> None:
+    """The client went away: stop the request in the engine."""
+    await sync_to_async(presence.request_stop)(request_id)
+    await stream.close()
+
+
+async def _collect(stream, events, first: dict, base: dict, request_id: str) -> JsonResponse:
+    content, reasoning, final = [], [], first
+    try:
+        pending = [first]
+        while True:
+            event = pending.pop() if pending else await anext(events, None)
+            if event is None:
+                break
+            if event.get("event") == "delta":
+                content.append(event.get("content", ""))
+                reasoning.append(event.get("reasoning", ""))
+            if event.get("event") in ("done", "error"):
+                final = event
+                break
+    except BaseException:
+        await _abandon(stream, request_id)
+        raise
+    await stream.close()
+    if final.get("event") == "error":
+        return _engine_error(final)
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+    if any(reasoning):
+        message["reasoning_content"] = message["reasoning"] = "".join(reasoning)
+    return JsonResponse(
+        {
+            **base,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _finish_reason(final)}],
+            "usage": _usage(final),
+        }
+    )
+
+
+async def _sse(stream, events, first: dict, base: dict, request_id: str, include_usage: bool):
+    finished = False
+    try:
+        yield _chunk(base, {"role": "assistant", "content": ""})
+        pending = [first]
+        while True:
+            event = pending.pop() if pending else await anext(events, None)
+            if event is None:
+                break
+            kind = event.get("event")
+            if kind == "delta":
+                delta = {}
+                if event.get("reasoning"):
+                    delta["reasoning_content"] = delta["reasoning"] = event["reasoning"]
+                if event.get("content"):
+                    delta["content"] = event["content"]
+                if delta:
+                    yield _chunk(base, delta)
+            elif kind == "done":
+                yield _chunk(base, {}, _finish_reason(event))
+                if include_usage:
+                    usage_chunk = {**base, "choices": [], "usage": _usage(event)}
+                    yield f"data: {json.dumps(usage_chunk)}\n\n".encode()
+                break
+            elif kind == "error":
+                error = {
+                    "error": {
+                        "message": event.get("message", ""),
+                        "type": "api_error",
+                        "param": None,
+                        "code": event.get("code"),
+                    }
+                }
+                yield f"data: {json.dumps(error)}\n\n".encode()
+                break
+        finished = True
+        yield b"data: [DONE]\n\n"
+    finally:
+        if finished:
+            await stream.close()
+        else:  # the client disconnected (Django cancels the response) or the stream broke
+            await _abandon(stream, request_id)
+
+
 urlpatterns = [
     path("models", models, name="api_models"),
+    path("chat/completions", chat_completions, name="api_chat_completions"),
 ]

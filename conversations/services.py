@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.quotas import QuotaExceeded, quota_acquire, quota_release
 from conversations.models import Conversation, Message, MessageRole, MessageStatus
 from inference_worker import presence
 from inference_worker.engine import new_request_id
@@ -115,6 +119,12 @@ def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
             f"No worker is serving {model.display_name} right now. Pick another model, or ask an admin to start one.",
             "no_worker",
         )
+    waiting = presence.queue_length(model.queue)
+    if waiting >= settings.MAX_QUEUE_LENGTH:
+        raise SendError(
+            f"{model.display_name} is very busy: {waiting} requests are waiting. Try again in a minute.",
+            "queue_full",
+        )
     return workers
 
 
@@ -179,7 +189,8 @@ def conversation_send(
     params = {**(conversation.params or {}), **clean_params(params)}
     model = model_for(conversation)
     require_live_worker(model)
-    with transaction.atomic():
+    request_id = request_id or new_request_id()
+    with _quota(user, request_id), transaction.atomic():
         _lock(conversation)
         parent, _ = _parent_for(conversation, parent_id, edit_of)
         if parent is not None and parent.role == MessageRole.USER:
@@ -214,7 +225,8 @@ def conversation_regenerate(
     params = {**(conversation.params or {}), **clean_params(params)}
     model = model_for(conversation)
     require_live_worker(model)
-    with transaction.atomic():
+    request_id = request_id or new_request_id()
+    with _quota(user, request_id), transaction.atomic():
         _lock(conversation)
         message = _own_message(conversation, message_id)
         user_message = message if message.role == MessageRole.USER else message.parent
@@ -230,6 +242,20 @@ def conversation_regenerate(
             request_id=request_id,
             make_title=False,
         )
+
+
+@contextlib.contextmanager
+def _quota(user: User, request_id: str) -> Iterator[None]:
+    """Count the request against the user's limits; uncount it if the turn is refused."""
+    try:
+        quota_acquire(user=user, request_id=request_id)
+    except QuotaExceeded as exc:
+        raise SendError(exc.message, exc.code) from exc
+    try:
+        yield
+    except BaseException:
+        quota_release(user_id=user.pk, request_id=request_id)
+        raise
 
 
 def _lock(conversation: Conversation) -> None:
@@ -276,6 +302,7 @@ def _start_answer(
         "params": params,
         "enqueued_at": time.time(),
         "make_title": make_title,
+        "quota_user_id": user.pk,  # the worker releases the running slot when the answer ends
     }
     transaction.on_commit(lambda: enqueue(job, model.queue))
     return Turn(user_message, assistant, job, model.queue, str(conversation))

@@ -71,6 +71,11 @@ def live_workers(model: str | None = None) -> list[dict[str, Any]]:
     return sorted(beats, key=lambda b: b.get("updated", 0), reverse=True)
 
 
+def queue_length(queue: str) -> int:
+    """Jobs waiting in a model's Celery queue that no worker has taken yet (the broker's list)."""
+    return int(client().llen(queue))
+
+
 def worker_alive(name: str) -> bool:
     return bool(client().exists(WORKER_PREFIX + name))
 

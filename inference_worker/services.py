@@ -11,7 +11,8 @@ from typing import Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from accounts.services import usage_record
+from accounts.quotas import quota_add_tokens, quota_release
+from accounts.services import api_key_record, usage_record
 from conversations.models import Conversation, Message, MessageStatus
 from conversations.services import title_from_text
 from inference_worker import presence
@@ -53,6 +54,8 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
         )
         if not claimed:
             log.info("message %s is no longer queued (stopped or deleted); skipped", message_id)
+            if job.get("quota_user_id"):
+                quota_release(user_id=job["quota_user_id"], request_id=job["request_id"])
             return None
     state, future = host.submit(job)
     try:
@@ -71,6 +74,14 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
                 prompt_tokens=state.prompt_tokens,
                 completion_tokens=state.completion_tokens,
             )
+        if job.get("user_id"):
+            quota_add_tokens(user_id=job["user_id"], tokens=state.prompt_tokens + state.completion_tokens)
+        if job.get("api_key_id"):
+            api_key_record(
+                key_id=job["api_key_id"],
+                prompt_tokens=state.prompt_tokens,
+                completion_tokens=state.completion_tokens,
+            )
     except Exception as exc:
         log.exception("storing generation %s failed", state.request_id)
         state.final_event = {
@@ -81,6 +92,8 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
         raise
     finally:
         close_old_connections()
+        if job.get("quota_user_id"):
+            quota_release(user_id=job["quota_user_id"], request_id=state.request_id)
         host.finish(state)  # "done" / "error" only once the answer is stored
     if job.get("make_title") and job.get("conversation_id") and state.status == "done":
         try:

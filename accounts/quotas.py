@@ -1,0 +1,123 @@
+"""Per-user limits, counted in Redis, enforced on the chat and the API alike.
+
+- requests per minute: a counter per user and minute (fixed window, expires);
+- answers at once: a sorted set of the user's running request ids (an id whose
+  worker vanished ages out after an hour, so a crash cannot lock a user out);
+- tokens per day: a counter per user and day, added to when an answer ends.
+
+A user's own limits (set by admins) override the site's defaults; 0 means none.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from accounts.models import SiteSettings, User
+from inference_worker import presence
+
+PREFIX = "chatweb:quota:"
+STALE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int
+    concurrent_generations: int
+    tokens_per_day: int
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, message: str, code: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.message, self.code, self.retry_after = message, code, max(1, retry_after)
+
+
+def limits_for(user: User) -> Limits:
+    site = SiteSettings.load()
+    pick = lambda own, default: default if own is None else own  # noqa: E731
+    return Limits(
+        pick(user.requests_per_minute, site.default_requests_per_minute),
+        pick(user.concurrent_generations, site.default_concurrent_generations),
+        pick(user.tokens_per_day, site.default_tokens_per_day),
+    )
+
+
+def _today() -> str:
+    return timezone.localdate().isoformat()
+
+
+def _seconds_to_midnight() -> int:
+    now = timezone.localtime()
+    midnight = (now + datetime.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((midnight - now).total_seconds()) + 1
+
+
+def tokens_used_today(user_id: int) -> int:
+    return int(presence.client().get(f"{PREFIX}tokens:{user_id}:{_today()}") or 0)
+
+
+def quota_acquire(*, user: User, request_id: str) -> None:
+    """Count one request against the user's limits, or raise QuotaExceeded (counting nothing)."""
+    limits = limits_for(user)
+    r = presence.client()
+    now = time.time()
+    if limits.tokens_per_day and tokens_used_today(user.pk) >= limits.tokens_per_day:
+        raise QuotaExceeded(
+            f"You have used your {limits.tokens_per_day:,} tokens for today. The limit resets at midnight.",
+            "tokens_exhausted",
+            _seconds_to_midnight(),
+        )
+    rpm_key = None
+    if limits.requests_per_minute:
+        rpm_key = f"{PREFIX}rpm:{user.pk}:{int(now // 60)}"
+        pipe = r.pipeline()
+        pipe.incr(rpm_key)
+        pipe.expire(rpm_key, 120)
+        count = pipe.execute()[0]
+        if count > limits.requests_per_minute:
+            r.decr(rpm_key)
+            raise QuotaExceeded(
+                f"You reached your limit of {limits.requests_per_minute} "
+                f"request{'s' if limits.requests_per_minute != 1 else ''} per minute. "
+                f"Try again in {int(60 - now % 60) + 1} s.",
+                "rate_limited",
+                int(60 - now % 60) + 1,
+            )
+    if limits.concurrent_generations:
+        running_key = f"{PREFIX}running:{user.pk}"
+        pipe = r.pipeline()
+        pipe.zremrangebyscore(running_key, 0, now - STALE_SECONDS)
+        pipe.zadd(running_key, {request_id: now})
+        pipe.zcard(running_key)
+        pipe.expire(running_key, STALE_SECONDS)
+        running = pipe.execute()[2]
+        if running > limits.concurrent_generations:
+            r.zrem(running_key, request_id)
+            if rpm_key:
+                r.decr(rpm_key)
+            raise QuotaExceeded(
+                f"You reached your limit of {limits.concurrent_generations} "
+                f"answer{'s' if limits.concurrent_generations != 1 else ''} at once. "
+                "Wait for one to finish, or stop one.",
+                "too_many_concurrent",
+                5,
+            )
+
+
+def quota_release(*, user_id: int, request_id: str) -> None:
+    """The request ended (or never started): it no longer counts as running."""
+    presence.client().zrem(f"{PREFIX}running:{user_id}", request_id)
+
+
+def quota_add_tokens(*, user_id: int, tokens: int) -> None:
+    if tokens <= 0:
+        return
+    key = f"{PREFIX}tokens:{user_id}:{_today()}"
+    pipe = presence.client().pipeline()
+    pipe.incrby(key, tokens)
+    pipe.expire(key, 2 * 86400)
+    pipe.execute()

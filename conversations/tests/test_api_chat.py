@@ -1,0 +1,197 @@
+"""The official openai client against a live daphne, the real worker and engine: sync and async,
+streaming and not; usage counted per user and per key; a client that leaves stops its request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import openai
+import pytest
+
+from accounts.models import ApiKey, UsageDay
+from accounts.services import api_key_create
+from conftest import GPT_OSS_ANSWER, GPT_OSS_REASONING, wait_for
+from conversations.models import Conversation, Message
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+PARIS = "The capital of France is Paris."
+LONG = [{"role": "user", "content": "Write a very long story about a dragon who learns to bake bread."}]
+
+
+@pytest.fixture
+def key(users) -> str:
+    return api_key_create(user=users.alice, name="tests")[1]
+
+
+def client(server, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/api", api_key=key, max_retries=0, timeout=180)
+
+
+def test_sync_client_gets_a_well_formed_answer_and_usage(live_daphne, users, smollm2, key):
+    answer = client(live_daphne, key).chat.completions.create(model="smollm2-test", messages=FRANCE, temperature=0)
+    assert answer.object == "chat.completion" and answer.id.startswith("chatcmpl-")
+    assert answer.model == "smollm2-test" and answer.created <= time.time()
+    (choice,) = answer.choices
+    assert choice.message.role == "assistant" and choice.message.content == PARIS
+    assert choice.finish_reason == "stop"
+    assert answer.usage.prompt_tokens > 10 and answer.usage.completion_tokens >= 7
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 0
+
+    row = ApiKey.objects.get(user=users.alice)
+    wait_for(lambda: ApiKey.objects.get(pk=row.pk).requests == 1, 10, "the key's usage")
+    row.refresh_from_db()
+    assert row.completion_tokens == answer.usage.completion_tokens and row.last_used is not None
+    assert UsageDay.objects.get(user=users.alice).completion_tokens == answer.usage.completion_tokens
+    assert not Conversation.objects.exists(), "a key that does not save history stores no conversation"
+
+    # content as text parts, and fields this server does not know, are fine
+    parts = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "What is the capital "}, {"type": "text", "text": "of France?"}],
+        }
+    ]
+    again = client(live_daphne, key).chat.completions.create(
+        model="smollm2-test", messages=parts, temperature=0, extra_body={"top_k": 5, "logit_bias": {}}
+    )
+    assert again.choices[0].message.content == PARIS
+
+
+def test_sync_client_streams_in_chunks_ending_with_usage(live_daphne, users, smollm2, key):
+    chunks = list(
+        client(live_daphne, key).chat.completions.create(
+            model="smollm2-test",
+            messages=FRANCE,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == PARIS
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2, "several pieces"
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens >= 7
+
+
+def test_async_client_streaming_and_not(live_daphne, users, smollm2, key):
+    async def main() -> tuple[str, str]:
+        aclient = openai.AsyncOpenAI(base_url=f"{live_daphne.url}/api/v1", api_key=key, max_retries=0)
+        whole, stream = await asyncio.gather(
+            aclient.chat.completions.create(model="smollm2-test", messages=FRANCE, temperature=0),
+            aclient.chat.completions.create(model="smollm2-test", messages=FRANCE, temperature=0, stream=True),
+        )
+        streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        return whole.choices[0].message.content, streamed
+
+    whole, streamed = asyncio.run(main())
+    assert whole == streamed == PARIS
+
+
+def test_gpt_oss_reasoning_comes_as_reasoning_content(live_daphne, users, gpt_oss, key):
+    api = client(live_daphne, key)
+    answer = api.chat.completions.create(model="gpt-oss-test", messages=FRANCE, reasoning_effort="low")
+    message = answer.choices[0].message
+    assert message.content == GPT_OSS_ANSWER
+    assert message.model_extra["reasoning_content"] == message.model_extra["reasoning"] == GPT_OSS_REASONING
+    assert answer.usage.completion_tokens_details.reasoning_tokens > 0
+    chunks = list(api.chat.completions.create(model="gpt-oss-test", messages=FRANCE, stream=True))
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert reasoning == GPT_OSS_REASONING and content == GPT_OSS_ANSWER
+
+
+def test_a_prompt_over_the_context_is_400_with_the_numbers(live_daphne, users, smollm2, key):
+    huge = [{"role": "user", "content": "bread " * 3000}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(live_daphne, key).chat.completions.create(model="smollm2-test", messages=huge)
+    error = refused.value.body
+    assert refused.value.status_code == 400 and error["code"] == "context_length_exceeded"
+    assert "2,048" in error["message"] or "2048" in error["message"]
+
+
+def test_a_client_that_disconnects_mid_stream_stops_its_request(live_daphne, users, smollm2, smollm2_worker, key):
+    wait_for(lambda: (smollm2_worker.heartbeat() or {}).get("engine_unfinished") == 0, 60, "an idle engine")
+    body = {"model": "smollm2-test", "messages": LONG, "max_tokens": 1000, "stream": True}
+    with httpx.stream(
+        "POST", f"{live_daphne.url}/api/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    ) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()  # (breaking out of a loop over it would close the connection already)
+        assert [next(lines).startswith("data: ") for _ in range(4)].count(True) >= 2
+        wait_for(lambda: smollm2_worker.heartbeat()["engine_unfinished"] == 1, 5, "the request in the engine")
+    # the connection is closed: the engine stops the request within moments
+    beat = wait_for(lambda: (b := smollm2_worker.heartbeat()) and b["engine_unfinished"] == 0 and b, 15, "the abort")
+    assert beat["running"] == 0
+    row = ApiKey.objects.get(user=users.alice)
+    wait_for(lambda: ApiKey.objects.get(pk=row.pk).requests == 1, 10, "the usage of the stopped call")
+    assert 0 < ApiKey.objects.get(pk=row.pk).completion_tokens < 1000
+    assert not Message.objects.exists()
+
+
+def test_limits_stop_the_api_and_the_chat_alike(live_daphne, users, smollm2, key):
+    from conftest import ChatSocket
+
+    users.alice.requests_per_minute = 1
+    users.alice.save()
+    api = client(live_daphne, key)
+    assert api.chat.completions.create(model="smollm2-test", messages=FRANCE).choices[0].message.content == PARIS
+    with pytest.raises(openai.RateLimitError) as refused:
+        api.chat.completions.create(model="smollm2-test", messages=FRANCE)
+    assert refused.value.status_code == 429 and refused.value.body["code"] == "rate_limited"
+    assert 1 <= int(refused.value.response.headers["retry-after"]) <= 61
+    # the chat says the same, in words, and stores nothing
+    conv = Conversation.objects.create(owner=users.alice, model=smollm2, title="t", title_auto=False)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        socket.send(type="send", content="Hello?")
+        event = socket.recv()
+    finally:
+        socket.close()
+    assert event["type"] == "error" and event["code"] == "rate_limited"
+    assert "limit of 1 request per minute" in event["message"]
+    assert not Message.objects.filter(conversation=conv).exists()
+
+
+def test_a_key_that_saves_history_stores_the_call_as_its_owners_conversation(live_daphne, users, smollm2):
+    row, saving = api_key_create(user=users.alice, name="saver", save_history=True)
+    system = {"role": "system", "content": "Be brief."}
+    answer = client(live_daphne, saving).chat.completions.create(
+        model="smollm2-test", messages=[system, *FRANCE], temperature=0
+    )
+    conversation = Conversation.objects.get()
+    assert conversation.owner == users.alice and conversation.system_prompt == "Be brief."
+    question, reply = conversation.messages.order_by("pk")
+    assert (question.role, question.content) == ("user", FRANCE[0]["content"])
+    assert reply.parent == question and reply.status == "done"
+    assert reply.content == answer.choices[0].message.content
+    # bob sees none of it
+    from django.test import Client
+
+    bob = Client()
+    bob.force_login(users.bob)
+    assert bob.get(f"/c/{conversation.pk}/").status_code == 404
+    assert conversation.pk not in [c["id"] for c in bob.get("/c/list").json()["conversations"]]
+
+
+def test_a_full_queue_is_503_with_retry_after(users, smollm2, key, settings):
+    from django.test import Client
+
+    settings.MAX_QUEUE_LENGTH = 0  # whatever waits (nothing) is already too much
+    response = Client().post(
+        "/api/chat/completions",
+        {"model": "smollm2-test", "messages": FRANCE},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert response.json()["error"]["code"] == "queue_full"
+    assert not ApiKey.objects.filter(requests__gt=0).exists()

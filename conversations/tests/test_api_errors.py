@@ -1,0 +1,140 @@
+"""Every refusal of /api/chat/completions: its status, OpenAI's error shape, and nothing stored."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import ApiKey, SiteSettings, UsageDay
+from accounts.services import api_key_create, api_key_revoke
+from conversations.models import Conversation, Message
+from inference_worker.models import ChatModel
+
+pytestmark = pytest.mark.django_db
+
+GOOD = {"model": "orphan", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def orphan(db) -> ChatModel:
+    """A model no worker serves."""
+    return ChatModel.objects.create(name="orphan", display_name="Orphan", path="/none", queue="orphan")
+
+
+@pytest.fixture
+def key(users) -> str:
+    return api_key_create(user=users.alice, name="test")[1]
+
+
+def call(body, *, key: str | None = None, raw: bytes | None = None, **headers):
+    if key:
+        headers["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    data = raw if raw is not None else json.dumps(body)
+    return Client().post("/api/v1/chat/completions", data, content_type="application/json", **headers)
+
+
+def assert_error(response, status: int, *, code: str | None = None, param: str | None = None) -> dict:
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    if param is not None:
+        assert error["param"] == param, error
+    return error
+
+
+@pytest.fixture(autouse=True)
+def nothing_stored_changes(db):
+    yield
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+    assert not UsageDay.objects.exists()
+    assert not ApiKey.objects.filter(requests__gt=0).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"model": "orphan"}, "messages"),
+        ({"model": "orphan", "messages": []}, "messages"),
+        ({"model": "orphan", "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+        ({"model": "orphan", "messages": [{"role": "user"}]}, "messages.0.content"),
+        ({**GOOD, "temperature": 9}, "temperature"),
+        ({**GOOD, "top_p": 0}, "top_p"),
+        ({**GOOD, "max_tokens": 0}, "max_tokens"),
+        ({**GOOD, "reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({**GOOD, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({**GOOD, "n": 2}, "n"),
+    ],
+)
+def test_malformed_requests_are_400_naming_the_field(users, orphan, key, body, param):
+    error = assert_error(call(body, key=key), 400, param=param)
+    assert error["type"] == "invalid_request_error"
+
+
+def test_invalid_json_and_non_objects_are_400(users, orphan, key):
+    assert_error(call(None, key=key, raw=b"{not json"), 400, code="invalid_json")
+    assert_error(call(None, key=key, raw=b"[1, 2]"), 400, code="invalid_json")
+    assert_error(call(None, key=key, raw=b"\xff\xfe"), 400, code="invalid_json")
+
+
+def test_the_last_message_must_be_the_users(users, orphan, key):
+    body = {"model": "orphan", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    assert_error(call(body, key=key), 400, param="messages")
+
+
+def test_unknown_fields_are_ignored_and_unknown_models_are_404(users, orphan, key):
+    error = assert_error(call({**GOOD, "model": "gpt-9", "logit_bias": {}, "tools": []}, key=key), 404)
+    assert error["code"] == "model_not_found" and error["param"] == "model" and "gpt-9" in error["message"]
+
+
+def test_no_live_worker_is_503_with_retry_after(users, orphan, key):
+    response = call(GOOD, key=key)
+    assert_error(response, 503, code="no_worker")
+    assert int(response["Retry-After"]) > 0
+
+
+def test_missing_and_wrong_keys_are_401(users, orphan, key):
+    assert_error(call(GOOD), 401, code="missing_api_key")
+    assert_error(call(GOOD, key="sk-cw-wrong"), 401, code="invalid_api_key")
+    assert_error(call(GOOD, key=key[:-2] + "xx"), 401, code="invalid_api_key")
+    assert_error(call(GOOD, HTTP_AUTHORIZATION=f"Basic {key}"), 401, code="invalid_api_key")
+
+
+def test_revoked_and_expired_keys_are_401(users, orphan):
+    row, revoked = api_key_create(user=users.alice, name="r")
+    api_key_revoke(key=row)
+    assert_error(call(GOOD, key=revoked), 401, code="invalid_api_key")
+    row, expired = api_key_create(user=users.alice, name="e", expires=timezone.now() + datetime.timedelta(days=1))
+    ApiKey.objects.filter(pk=row.pk).update(expires=timezone.now() - datetime.timedelta(seconds=1))
+    assert_error(call(GOOD, key=expired), 401, code="expired_api_key")
+
+
+def test_pending_and_deactivated_users_and_disabled_keys_are_403(users, orphan, key):
+    pending = api_key_create(user=users.charlie, name="p")[1]
+    assert_error(call(GOOD, key=pending), 403, code="account_pending")
+    users.alice.is_active = False
+    users.alice.save()
+    assert_error(call(GOOD, key=key), 403, code="account_disabled")
+    users.alice.is_active = True
+    users.alice.save()
+    settings = SiteSettings.load()
+    settings.api_keys_enabled = False
+    settings.save()
+    error = assert_error(call(GOOD, key=key), 403, code="api_keys_disabled")
+    assert "turned off" in error["message"]
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read(users, orphan, key):
+    huge = b'{"model": "orphan", "messages": [{"role": "user", "content": "' + b"x" * (10 * 2**20) + b'"}]}'
+    assert_error(call(None, key=key, raw=huge), 413, code="body_too_large")
+
+
+def test_wrong_methods_are_405(users, orphan, key):
+    response = Client().get("/api/chat/completions", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert_error(response, 405)
