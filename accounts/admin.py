@@ -191,6 +191,9 @@ class SiteSettingsAdmin(admin.ModelAdmin):
         "api_keys_enabled",
         "reasoning_visibility",
         "admins_read_conversations",
+        "default_requests_per_minute",
+        "default_concurrent_generations",
+        "default_tokens_per_day",
     )
 
     def has_add_permission(self, request):

@@ -113,6 +113,15 @@ def quota_release(*, user_id: int, request_id: str) -> None:
     presence.client().zrem(f"{PREFIX}running:{user_id}", request_id)
 
 
+def quota_refund(*, user_id: int, request_id: str) -> None:
+    """The request was refused after it was counted: it neither runs nor counts this minute."""
+    r = presence.client()
+    r.zrem(f"{PREFIX}running:{user_id}", request_id)
+    rpm_key = f"{PREFIX}rpm:{user_id}:{int(time.time() // 60)}"
+    if int(r.get(rpm_key) or 0) > 0:
+        r.decr(rpm_key)
+
+
 def quota_add_tokens(*, user_id: int, tokens: int) -> None:
     if tokens <= 0:
         return

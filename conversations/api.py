@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import wraps
@@ -29,7 +30,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import SiteSettings, touch_last_active
-from accounts.quotas import QuotaExceeded, quota_acquire, quota_release
+from accounts.quotas import QuotaExceeded, quota_acquire, quota_refund, quota_release
 from accounts.services import api_key_find
 from conversations import protocol, services
 from conversations.models import Conversation, Message, MessageRole, MessageStatus
@@ -85,7 +86,7 @@ class ApiCaller:
 
 
 def _authenticate(request: HttpRequest) -> ApiCaller | JsonResponse:
-    """A bearer API key, or (for the page's own calls) a signed-in session."""
+    """A bearer API key, or (for reads only) a signed-in session."""
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, key = header.partition(" ")
@@ -102,7 +103,9 @@ def _authenticate(request: HttpRequest) -> ApiCaller | JsonResponse:
             return api_error(403, "API keys are turned off on this site; ask an admin.", code="api_keys_disabled")
         caller = ApiCaller(row.user, row)
     else:
-        if not request.user.is_authenticated:
+        # A signed-in browser may read (GET /api/models); anything that spends the GPU needs
+        # a key: the views are csrf_exempt, so a session must not be enough for a POST.
+        if request.method != "GET" or not request.user.is_authenticated:
             return api_error(
                 401,
                 "You didn't provide an API key. Send it as 'Authorization: Bearer sk-cw-...'.",
@@ -118,31 +121,33 @@ def _authenticate(request: HttpRequest) -> ApiCaller | JsonResponse:
     return caller
 
 
-def api_view(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Method, size and caller checks shared by every API view (sync or async)."""
+def api_view(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Method, size and caller checks shared by every API view (all async)."""
 
-    async def checks(request: HttpRequest):
-        length = request.headers.get("Content-Length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            return _too_large()
-        return await sync_to_async(_authenticate)(request)
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @csrf_exempt
+        @wraps(view)
+        async def wrapper(request: HttpRequest, *args, **kwargs):
+            if request.method != method:
+                return api_error(405, f"Use {method}.", code="method_not_allowed")
+            length = request.headers.get("Content-Length", "0")
+            if not re.fullmatch(r"[0-9]{1,15}", length):
+                return api_error(400, "The Content-Length header is not a number.", code="invalid_request")
+            if int(length) > MAX_BODY_BYTES:
+                return _too_large()
+            caller = await sync_to_async(_authenticate)(request)
+            if isinstance(caller, HttpResponse):
+                return caller
+            request.api_caller = caller
+            return await view(request, *args, **kwargs)
 
-    @csrf_exempt
-    @wraps(view)
-    async def wrapper(request: HttpRequest, *args, **kwargs):
-        caller = await checks(request)
-        if isinstance(caller, HttpResponse):
-            return caller
-        request.api_caller = caller
-        return await view(request, *args, **kwargs)
+        return wrapper
 
-    return wrapper
+    return decorate
 
 
-@api_view
+@api_view("GET")
 async def models(request: HttpRequest) -> JsonResponse:
-    if request.method != "GET":
-        return api_error(405, "Use GET.", code="method_not_allowed")
     rows = await sync_to_async(lambda: list(ChatModel.objects.filter(enabled=True).order_by("name")))()
     data = [
         {
@@ -188,15 +193,22 @@ class ReplyStream:
             await self.layer.group_discard(self.group, self.channel)
         except Exception:  # noqa: BLE001 - the subscription goes with the connection anyway
             pass
-        # A cancelled receive() is how the pub/sub layer drops a channel's subscription.
-        if self.pending is None:
-            self.pending = asyncio.ensure_future(self.layer.receive(self.channel))
-            await asyncio.sleep(0)
-        self.pending.cancel()
-        try:
-            await self.pending
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001
-            pass
+        if self.channel is None:
+            return
+        # A cancelled receive() is how the pub/sub layer drops a channel's subscription;
+        # one that returns at once (a buffered event) must be followed by another.
+        for _ in range(1000):
+            if self.pending is None:
+                self.pending = asyncio.ensure_future(self.layer.receive(self.channel))
+                await asyncio.sleep(0)
+            if not self.pending.done():
+                break
+            self.pending = None
+        if self.pending is not None:
+            self.pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.pending
+            self.pending = None
 
 
 def _prepare(caller: ApiCaller, body: protocol.ChatCompletionRequest, request_id: str) -> dict | JsonResponse:
@@ -214,6 +226,8 @@ def _prepare(caller: ApiCaller, body: protocol.ChatCompletionRequest, request_id
         quota_acquire(user=caller.user, request_id=request_id)
     except QuotaExceeded as exc:
         return api_error(429, exc.message, code=exc.code, retry_after=exc.retry_after)
+    except (OSError, redis.RedisError):
+        return api_error(503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5)
     job = {
         "request_id": request_id,
         "user_id": caller.user.pk,
@@ -284,10 +298,21 @@ def _finish_reason(event: dict) -> str:
     return reason if reason in ("stop", "length") else "stop"
 
 
+def _was_stopped(event: dict) -> bool:
+    return event.get("event") == "done" and event.get("status") == "stopped"
+
+
+STOPPED = {
+    "event": "error",
+    "code": "request_aborted",
+    "message": "The request was stopped before the answer was complete (stopped in the chat, or its worker shut down).",
+}
+
+
 def _engine_error(event: dict) -> JsonResponse:
     if event.get("code") == "context_length_exceeded":
         return api_error(400, event.get("message", ""), param="messages", code="context_length_exceeded")
-    if event.get("code") in ("worker_lost", "no_worker"):
+    if event.get("code") in ("worker_lost", "no_worker", "queue_down", "request_aborted"):
         return api_error(503, event.get("message", ""), code=event["code"], retry_after=10)
     return api_error(500, event.get("message", "The model failed."), code=event.get("code") or "engine_error")
 
@@ -296,14 +321,20 @@ def _still_served(worker: str | None, model: str) -> bool:
     return presence.worker_alive(worker) if worker else bool(presence.live_workers(model))
 
 
-async def _events(stream: ReplyStream, model: str) -> AsyncIterator[dict]:
+async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str) -> AsyncIterator[dict]:
     """The request's events until done / error; a silent, dead worker becomes an error event."""
     worker = None
     while True:
         event = await stream.next(SILENCE_BEFORE_CHECK)
         if event is None:
-            alive = await sync_to_async(_still_served)(worker, model)
+            try:
+                alive = await sync_to_async(_still_served)(worker, model)
+            except (OSError, redis.RedisError):
+                yield {"event": "error", "code": "queue_down", "message": "The queue became unreachable."}
+                return
             if not alive:
+                with contextlib.suppress(OSError, redis.RedisError):
+                    await sync_to_async(quota_release)(user_id=user_id, request_id=request_id)
                 yield {"event": "error", "code": "worker_lost", "message": services.WORKER_LOST}
                 return
             continue
@@ -314,15 +345,13 @@ async def _events(stream: ReplyStream, model: str) -> AsyncIterator[dict]:
             return
 
 
-@api_view
+@api_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return api_error(405, "Use POST.", code="method_not_allowed")
     try:
         raw = json.loads(request.body)
     except RequestDataTooBig:  # a body larger than its Content-Length said
         return _too_large()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return api_error(400, "The body is not valid JSON.", code="invalid_json")
     if not isinstance(raw, dict):
         return api_error(400, "The body must be a JSON object.", code="invalid_json")
@@ -339,11 +368,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
         await stream.open()  # before the enqueue: the first events must find us listening
         await sync_to_async(services.enqueue)(prepared["job"], prepared["queue"])
-    except (OSError, redis.RedisError, kombu.exceptions.OperationalError):
-        with contextlib.suppress(OSError, redis.RedisError):
-            await sync_to_async(quota_release)(user_id=request.api_caller.user.pk, request_id=request_id)
-        return api_error(503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5)
-    events = _events(stream, body.model)
+    except BaseException as exc:  # Redis away, or the client gone: nothing may stay counted or queued
+        await stream.close()
+        await sync_to_async(_undo)(request.api_caller.user.pk, prepared["job"])
+        if isinstance(exc, OSError | redis.RedisError | kombu.exceptions.OperationalError):
+            return api_error(503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5)
+        raise
+    events = _events(stream, body.model, request.api_caller.user.pk, request_id)
     base = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": int(time.time())}
     base["model"] = body.model
 
@@ -371,10 +402,21 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _undo(user_id: int, job: dict) -> None:
+    """A request that never reached the queue: refund it, and fail its saved message."""
+    with contextlib.suppress(OSError, redis.RedisError):
+        quota_refund(user_id=user_id, request_id=job["request_id"])
+    if job.get("message_id"):
+        services.message_fail(message_id=job["message_id"], error="The request never reached the queue.")
+
+
 async def _abandon(stream: ReplyStream, request_id: str) -> None:
     """The client went away: stop the request in the engine."""
-    await sync_to_async(presence.request_stop)(request_id)
-    await stream.close()
+    try:
+        with contextlib.suppress(OSError, redis.RedisError):
+            await sync_to_async(presence.request_stop)(request_id)
+    finally:
+        await stream.close()
 
 
 async def _collect(stream, events, first: dict, base: dict, request_id: str) -> JsonResponse:
@@ -389,7 +431,7 @@ async def _collect(stream, events, first: dict, base: dict, request_id: str) -> 
                 content.append(event.get("content", ""))
                 reasoning.append(event.get("reasoning", ""))
             if event.get("event") in ("done", "error"):
-                final = event
+                final = STOPPED if _was_stopped(event) else event
                 break
     except BaseException:
         await _abandon(stream, request_id)
@@ -428,13 +470,14 @@ async def _sse(stream, events, first: dict, base: dict, request_id: str, include
                     delta["content"] = event["content"]
                 if delta:
                     yield _chunk(base, delta)
-            elif kind == "done":
+            elif kind == "done" and not _was_stopped(event):
                 yield _chunk(base, {}, _finish_reason(event))
                 if include_usage:
                     usage_chunk = {**base, "choices": [], "usage": _usage(event)}
                     yield f"data: {json.dumps(usage_chunk)}\n\n".encode()
                 break
-            elif kind == "error":
+            elif kind in ("error", "done"):  # an error, or an answer stopped before it was complete
+                event = STOPPED if kind == "done" else event
                 error = {
                     "error": {
                         "message": event.get("message", ""),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["ChatCompletionRequest", "ValidationError", "first_error"]
 
@@ -62,6 +62,21 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("stop takes up to 4 non-empty strings of at most 200 characters")
         return stops
 
+    @model_validator(mode="after")
+    def _storable_text(self) -> ChatCompletionRequest:
+        """Text that every database stores and the tokenizers accept: no NUL, no lone surrogate."""
+        texts = [("model", self.model), ("user", self.user or "")]
+        texts += [(f"messages.{i}.content", m.text()) for i, m in enumerate(self.messages)]
+        texts += [("stop", s) for s in self.stop or []]
+        for where, text in texts:
+            if "\x00" in text:
+                raise ValueError(f"{where}: contains a NUL character")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{where}: not valid Unicode (a lone surrogate)") from None
+        return self
+
     def system_prompt(self) -> str:
         return "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
 
@@ -91,4 +106,6 @@ def first_error(exc: ValidationError) -> tuple[str, str | None]:
     if where == "n":
         return "Only n=1 is supported.", where
     message = error["msg"].removeprefix("Value error, ")
+    if where is None and ": " in message:  # a whole-request check names its field first
+        where, message = message.split(": ", 1)
     return f"Invalid value for '{where}': {message}.", where

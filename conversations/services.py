@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.quotas import QuotaExceeded, quota_acquire, quota_release
+from accounts.quotas import QuotaExceeded, quota_acquire, quota_refund, quota_release
 from conversations.models import Conversation, Message, MessageRole, MessageStatus
 from inference_worker import presence
 from inference_worker.engine import new_request_id
@@ -110,6 +111,7 @@ def model_for(conversation: Conversation) -> ChatModel:
 def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
     try:
         workers = presence.live_workers(model.name)
+        waiting = presence.queue_length(model.queue) if workers else 0
     except Exception as exc:  # noqa: BLE001 - Redis down: say so instead of hanging
         raise SendError(
             f"The queue is unreachable ({exc.__class__.__name__}); try again shortly.", "queue_down"
@@ -119,7 +121,6 @@ def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
             f"No worker is serving {model.display_name} right now. Pick another model, or ask an admin to start one.",
             "no_worker",
         )
-    waiting = presence.queue_length(model.queue)
     if waiting >= settings.MAX_QUEUE_LENGTH:
         raise SendError(
             f"{model.display_name} is very busy: {waiting} requests are waiting. Try again in a minute.",
@@ -251,10 +252,15 @@ def _quota(user: User, request_id: str) -> Iterator[None]:
         quota_acquire(user=user, request_id=request_id)
     except QuotaExceeded as exc:
         raise SendError(exc.message, exc.code) from exc
+    except (OSError, redis.RedisError) as exc:
+        raise SendError(
+            f"The queue is unreachable ({exc.__class__.__name__}); try again shortly.", "queue_down"
+        ) from exc
     try:
         yield
     except BaseException:
-        quota_release(user_id=user.pk, request_id=request_id)
+        with contextlib.suppress(OSError, redis.RedisError):
+            quota_refund(user_id=user.pk, request_id=request_id)
         raise
 
 
@@ -344,7 +350,8 @@ WORKER_LOST = "The worker writing this answer stopped responding; the partial an
 def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
     """Fail active messages whose worker is gone (or that no live worker can ever pick up)."""
     queryset = Message.objects.all() if queryset is None else queryset
-    active = list(queryset.filter(status__in=ACTIVE).only("pk", "worker", "status", "model_name", "updated"))
+    fields = ("pk", "worker", "status", "model_name", "updated", "request_id", "conversation__owner")
+    active = list(queryset.filter(status__in=ACTIVE).select_related("conversation").only(*fields))
     if not active:
         return 0
     beats = presence.live_workers()
@@ -354,14 +361,23 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
     grace = timezone.now() - timezone.timedelta(seconds=presence.HEARTBEAT_TTL * 2)
     for message in active:
         if message.status == MessageStatus.STREAMING and message.worker and message.worker not in alive:
-            reaped += message_fail(message_id=message.pk, error=WORKER_LOST)
+            reaped += _reap(message, WORKER_LOST)
         elif (
             message.status == MessageStatus.QUEUED
             and message.model_name not in models_served
             and message.updated < grace
         ):
-            reaped += message_fail(message_id=message.pk, error=NO_WORKER_LEFT)
+            reaped += _reap(message, NO_WORKER_LEFT)
     return reaped
+
+
+def _reap(message: Message, error: str) -> bool:
+    """Fail an orphaned answer and give its running slot back (its worker never will)."""
+    failed = message_fail(message_id=message.pk, error=error)
+    if failed and message.request_id:
+        with contextlib.suppress(OSError, redis.RedisError):
+            quota_release(user_id=message.conversation.owner_id, request_id=message.request_id)
+    return failed
 
 
 def active_messages(conversation: Conversation) -> QuerySet[Message]:

@@ -68,20 +68,6 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
                     _save(message_id, state, final=False)
         if message_id is not None:
             _save(message_id, state, final=True)
-        if job.get("user_id") and (state.prompt_tokens or state.completion_tokens):
-            usage_record(
-                user_id=job["user_id"],
-                prompt_tokens=state.prompt_tokens,
-                completion_tokens=state.completion_tokens,
-            )
-        if job.get("user_id"):
-            quota_add_tokens(user_id=job["user_id"], tokens=state.prompt_tokens + state.completion_tokens)
-        if job.get("api_key_id"):
-            api_key_record(
-                key_id=job["api_key_id"],
-                prompt_tokens=state.prompt_tokens,
-                completion_tokens=state.completion_tokens,
-            )
     except Exception as exc:
         log.exception("storing generation %s failed", state.request_id)
         state.final_event = {
@@ -91,16 +77,38 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
         }
         raise
     finally:
-        close_old_connections()
-        if job.get("quota_user_id"):
-            quota_release(user_id=job["quota_user_id"], request_id=state.request_id)
-        host.finish(state)  # "done" / "error" only once the answer is stored
+        try:
+            _account(job, state)  # the answer is stored: a failure here must not un-store it
+        except Exception:
+            log.exception("counting usage of %s failed", state.request_id)
+        finally:
+            close_old_connections()
+            host.finish(state)  # "done" / "error" only once the answer is stored
     if job.get("make_title") and job.get("conversation_id") and state.status == "done":
         try:
             conversation_title_run(job=job, answer=state.content, host=host)
         except Exception:  # a missing title never fails the answer
             log.exception("titling conversation %s failed", job["conversation_id"])
     return state
+
+
+def _account(job: dict[str, Any], state: RequestState) -> None:
+    """Usage per user and key, the day's tokens, and the running slot given back."""
+    try:
+        if job.get("user_id") and (state.prompt_tokens or state.completion_tokens):
+            usage_record(
+                user_id=job["user_id"], prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens
+            )
+            quota_add_tokens(user_id=job["user_id"], tokens=state.prompt_tokens + state.completion_tokens)
+        if job.get("api_key_id"):
+            api_key_record(
+                key_id=job["api_key_id"],
+                prompt_tokens=state.prompt_tokens,
+                completion_tokens=state.completion_tokens,
+            )
+    finally:
+        if job.get("quota_user_id"):
+            quota_release(user_id=job["quota_user_id"], request_id=state.request_id)
 
 
 TITLE_PROMPT = (

@@ -138,3 +138,22 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(users, orphan, key):
 def test_wrong_methods_are_405(users, orphan, key):
     response = Client().get("/api/chat/completions", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert_error(response, 405)
+
+
+def test_a_browser_session_is_not_enough_to_spend_the_gpu(users, orphan):
+    browser = Client()
+    browser.force_login(users.alice)
+    assert browser.get("/api/models").status_code == 200  # reads are fine
+    response = browser.post("/api/chat/completions", json.dumps(GOOD), content_type="application/json")
+    assert_error(response, 401, code="missing_api_key")
+
+
+def test_odd_bodies_and_text_are_400_not_500(users, orphan, key):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert_error(call(None, key=key, raw=deep), 400, code="invalid_json")
+    nul = {**GOOD, "messages": [{"role": "user", "content": "a\x00b"}]}
+    assert_error(call(nul, key=key), 400, param="messages.0.content")
+    surrogate = b'{"model": "orphan\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
+    assert_error(call(None, key=key, raw=surrogate), 400, param="model")
+    assert_error(call(GOOD, key=key, CONTENT_LENGTH="12abc"), 400, code="invalid_request")
+    assert_error(call({**GOOD, "temperature": float("nan")}, key=key), 400, param="temperature")
