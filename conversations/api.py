@@ -338,8 +338,8 @@ async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str
                 yield {"event": "error", "code": "worker_lost", "message": services.WORKER_LOST}
                 return
             continue
-        if event.get("event") == "start":
-            worker = event.get("worker")
+        if event.get("event") in ("start", "status"):
+            worker = event.get("worker") or worker
         yield event
         if event.get("event") in ("done", "error"):
             return

@@ -419,8 +419,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _relay(self, event: dict) -> None:
         kind = event.get("event")
         payload = {k: v for k, v in event.items() if k not in ("type", "event")}
+        if kind in ("start", "status") and event.get("worker"):
+            self.worker = event["worker"]  # the watchdog checks this worker from now on
         if kind == "start":
-            self.worker = event.get("worker")
             self.started = True
         if kind == "delta":
             self.partial += event.get("content", "")

@@ -509,6 +509,7 @@ class EngineHost:
                     {
                         "event": "status",
                         "state": "loading",
+                        "worker": self.worker_name,
                         "message": f"Loading {self.spec.name}; your answer starts when it is ready.",
                     },
                 )

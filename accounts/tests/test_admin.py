@@ -104,10 +104,15 @@ def test_site_settings_is_one_row_edited_in_the_admin(admin_client, users):
             "api_keys_enabled": "on",
             "reasoning_visibility": "admins",
             "admins_read_conversations": "",
+            "default_requests_per_minute": "30",
+            "default_concurrent_generations": "2",
+            "default_tokens_per_day": "0",
         },
     )
     assert response.status_code == 302
     settings = SiteSettings.load()
+    assert (settings.default_requests_per_minute, settings.default_concurrent_generations) == (30, 2)
+    assert settings.default_tokens_per_day == 0
     assert settings.signups_enabled is False
     assert settings.default_role == Role.USER
     assert settings.reasoning_visibility == "admins"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from conftest import session_cookie
+from conftest import screenshot, session_cookie
 from conversations.models import Conversation, Message
 
 pytestmark = [
@@ -63,6 +64,7 @@ def test_hostile_model_output_stays_inert_while_it_streams(live_daphne, new_page
         if any('"type": "resume"' in f for f in frames):
             break
         page.wait_for_timeout(100)
+    assert any('"type": "resume"' in f for f in frames), frames
     job = {
         "request_id": request_id,
         "message_id": answer.pk,
@@ -73,7 +75,12 @@ def test_hostile_model_output_stays_inert_while_it_streams(live_daphne, new_page
         "script": script,
     }
     enqueue(job, gpt_oss.queue)
-    page.locator(".message.assistant .status", has_text="Done").wait_for(timeout=180_000)
+    try:
+        page.locator(".message.assistant .status", has_text="Done").wait_for(timeout=180_000)
+    except PlaywrightTimeout:
+        answer.refresh_from_db()
+        screenshot(page, "hostile-stream-failure")
+        raise AssertionError(f"no Done; stored {answer.status!r}; last frames {frames[-5:]}") from None
     assert sum('"type": "delta"' in f for f in frames) >= 2, "it streamed"
     answer.refresh_from_db()
     assert answer.content == hostile
