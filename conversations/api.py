@@ -213,7 +213,8 @@ class ReplyStream:
 
 def _prepare(caller: ApiCaller, body: protocol.ChatCompletionRequest, request_id: str) -> dict | JsonResponse:
     """Everything up to the enqueue (sync: the ORM and Redis): model, worker, quotas, the job."""
-    if not body.history() or body.history()[-1]["role"] != "user":
+    history = body.history()
+    if not history or history[-1]["role"] != "user":
         return api_error(400, "The last message must be from the user.", param="messages", code="invalid_messages")
     model = ChatModel.objects.filter(name=body.model, enabled=True).first()
     if model is None:
@@ -234,7 +235,7 @@ def _prepare(caller: ApiCaller, body: protocol.ChatCompletionRequest, request_id
         "api_key_id": caller.key.pk if caller.key else None,
         "model": model.name,
         "system_prompt": body.system_prompt(),
-        "messages": body.history(),
+        "messages": history,
         "params": body.params(),
         "enqueued_at": time.time(),
         "quota_user_id": caller.user.pk,

@@ -168,17 +168,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         message = Message.objects.filter(pk=self.message_id).first()
         if message is None:
             return {"type": "error", "code": "deleted", "message": "This answer was deleted."}
-        if message.status in (MessageStatus.DONE, MessageStatus.STOPPED):
-            return {
-                "type": "done",
-                "status": message.status,
-                "finish_reason": message.finish_reason,
-                "content": message.content,
-                "reasoning": message.reasoning if self.show_reasoning else "",
-                "recovered": True,
-            }
-        if message.status == MessageStatus.FAILED:
-            return {"type": "error", "code": "failed", "message": message.error, "content": message.content}
+        if message.status not in services.ACTIVE:
+            return self._stored_outcome(message)
         worker = self.worker or message.worker
         if worker and not presence.worker_alive(worker):
             services.message_fail(message_id=message.pk, error=services.WORKER_LOST, content=self.partial or None)
@@ -288,6 +279,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         message = Message.objects.filter(pk=message_id, conversation_id=self.conversation_id).first()
         if message is None or message.status in services.ACTIVE:
             return None  # unknown here, or still running (the resume covers it)
+        return self._stored_outcome(message)
+
+    def _stored_outcome(self, message: Message) -> dict:
+        """The event that ends an answer, from what is stored (done, stopped or failed)."""
         if message.status == MessageStatus.FAILED:
             return {
                 "type": "error",

@@ -187,10 +187,7 @@ def conversation_send(
         raise SendError("Type a message first.", "empty_message")
     if len(content) > MAX_MESSAGE_CHARS:
         raise SendError(f"This message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}.", "too_long")
-    params = {**(conversation.params or {}), **clean_params(params)}
-    model = model_for(conversation)
-    require_live_worker(model)
-    request_id = request_id or new_request_id()
+    params, model, request_id = _turn_setup(conversation, params, request_id)
     with _quota(user, request_id), transaction.atomic():
         _lock(conversation)
         parent, _ = _parent_for(conversation, parent_id, edit_of)
@@ -223,10 +220,7 @@ def conversation_regenerate(
     """A new answer to the user message behind `message_id` (an answer, or the question itself)."""
     if conversation.owner_id != user.pk:
         raise SendError("Conversation not found.", "not_found")
-    params = {**(conversation.params or {}), **clean_params(params)}
-    model = model_for(conversation)
-    require_live_worker(model)
-    request_id = request_id or new_request_id()
+    params, model, request_id = _turn_setup(conversation, params, request_id)
     with _quota(user, request_id), transaction.atomic():
         _lock(conversation)
         message = _own_message(conversation, message_id)
@@ -243,6 +237,16 @@ def conversation_regenerate(
             request_id=request_id,
             make_title=False,
         )
+
+
+def _turn_setup(
+    conversation: Conversation, params: Any, request_id: str | None
+) -> tuple[dict[str, Any], ChatModel, str]:
+    """What every turn checks before it counts or stores anything: parameters, model, a live worker."""
+    params = {**(conversation.params or {}), **clean_params(params)}
+    model = model_for(conversation)
+    require_live_worker(model)
+    return params, model, request_id or new_request_id()
 
 
 @contextlib.contextmanager
