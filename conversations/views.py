@@ -211,7 +211,7 @@ def health(request: HttpRequest) -> JsonResponse:
     states = {w["state"] for ws in workers.values() for w in ws}
     if checks["database"] != "ok" or checks["redis"] != "ok":
         status = "error"
-    elif states & {"ready", "busy", "sleeping"}:
+    elif states & {"ready", "busy", "unloading", "sleeping"}:
         status = "ready"
     elif states:
         status = "loading"

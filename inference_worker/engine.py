@@ -258,7 +258,7 @@ class EngineHost:
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.state in ("ready", "busy", "sleeping"):
+            if self.state in ("ready", "busy", "unloading", "sleeping"):
                 return True
             if self.state == "error":
                 return False
@@ -330,13 +330,19 @@ class EngineHost:
         async with self._load_lock:
             if self.engine is None:
                 return
+            if not final and (self.requests or self.state != "ready"):
+                return  # a request came in while the lock was awaited: stay loaded
+            # Not "ready" from here on: a request arriving during the unload (an engine
+            # shutdown takes seconds) waits for the lock in _load and reloads, instead of
+            # finding the engine gone under it.
+            self.state = "unloading"
+            await self._beat()
             if not final and not self.is_cpu:
                 await self.engine.sleep(level=1)  # weights and KV cache leave the GPU
-                self.state = "sleeping"
             else:
                 engine, self.engine = self.engine, None
                 await self.loop.run_in_executor(None, engine.shutdown)
-                self.state = "sleeping"
+            self.state = "sleeping"
             log.info("engine %s unloaded after %.0f s idle", self.spec.name, self.idle_seconds)
             await self._beat()
 
@@ -397,8 +403,9 @@ class EngineHost:
 
     async def _beat(self) -> None:
         try:
-            payload = presence.heartbeat_payload(**self.heartbeat())
-            await self._redis.set(presence.WORKER_PREFIX + self.worker_name, payload, ex=presence.HEARTBEAT_TTL)
+            beat = self.heartbeat()
+            ttl = presence.LOADING_TTL if beat["state"] == "loading" else presence.HEARTBEAT_TTL
+            await self._redis.set(presence.WORKER_PREFIX + self.worker_name, presence.heartbeat_payload(**beat), ex=ttl)
         except Exception as exc:  # noqa: BLE001 - Redis restarts: the next beat reconnects
             log.warning("heartbeat failed: %s", exc)
 

@@ -2,6 +2,9 @@
 
 - `chatweb:worker:<name>`: a worker's heartbeat (JSON), rewritten every
   HEARTBEAT_SECONDS with a TTL of HEARTBEAT_TTL: a worker that dies disappears.
+  While it loads a model the TTL is LOADING_TTL: building an engine holds the GIL
+  for seconds at a time (the tokenizer alone: 1.2 s on an idle 2-vCPU machine,
+  several on a busy one), and a live worker must not look dead meanwhile.
 - `chatweb:abort` (pub/sub): request ids to abort; the worker holding one aborts it
   inside its engine.
 - `chatweb:sync` (pub/sub): request ids whose worker should publish a snapshot of
@@ -22,7 +25,8 @@ import redis
 from django.conf import settings
 
 HEARTBEAT_SECONDS = 2.0
-HEARTBEAT_TTL = 6
+HEARTBEAT_TTL = 8  # three missed beats and a margin
+LOADING_TTL = 30
 WORKER_PREFIX = "chatweb:worker:"
 ABORT_CHANNEL = "chatweb:abort"
 SYNC_CHANNEL = "chatweb:sync"

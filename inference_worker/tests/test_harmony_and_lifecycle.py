@@ -94,3 +94,42 @@ def test_idle_worker_frees_the_model_and_reloads_it_on_the_next_request(users, g
     assert kinds[0] == "status" and events[0]["state"] == "loading" and "Loading" in events[0]["message"]
     assert kinds[-1] == "done" and stored.content == ANSWER
     assert gpt_oss_worker.wait_state(("ready", "busy"), 10)["loads"] == loaded["loads"] + 1
+
+
+def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, gpt_oss_worker):
+    """An engine shutdown takes seconds (vLLM waits 5 s before it kills the engine
+    process). A request landing in that window waits and gets a reloaded engine, and
+    the worker's heartbeat never lapses meanwhile, however long the load holds the GIL."""
+    import json
+    import threading
+
+    run_turn(users.alice, "Warm up.")
+    ended = time.monotonic()
+    r = presence.client()
+    key = presence.WORKER_PREFIX + gpt_oss_worker.name
+    seen: list[tuple[str | None, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            with r.pipeline() as pipe:
+                raw, ttl = pipe.get(key).ttl(key).execute()
+            seen.append((json.loads(raw)["state"] if raw else None, ttl))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        # The idle watcher starts the unload IDLE_SECONDS (+ up to 1 s) after the answer.
+        time.sleep(max(0.0, IDLE_SECONDS + 1.5 - (time.monotonic() - ended)))
+        events, stored = run_turn(users.alice, "Still there?")
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert events[-1]["event"] == "done", events[-1]
+    assert stored.status == "done" and stored.content == ANSWER
+    states = [state for state, _ in seen]
+    assert None not in states, "the heartbeat lapsed"
+    assert "unloading" in states and "loading" in states
+    loading_ttls = [ttl for state, ttl in seen if state == "loading"]
+    assert max(loading_ttls) > presence.HEARTBEAT_TTL, "a loading worker's heartbeat outlives a long stall"
