@@ -158,7 +158,8 @@ def _model_state(beats: list[dict[str, Any]], redis_error: str | None) -> dict[s
     if not beats:
         return {"available": False, "state": "offline", "reason": "No worker is running for this model."}
     states = {b.get("state") for b in beats}
-    state = next((s for s in ("ready", "busy", "sleeping", "unloading", "loading") if s in states), beats[0].get("state"))
+    best = ("ready", "busy", "sleeping", "unloading", "loading")
+    state = next((s for s in best if s in states), beats[0].get("state"))
     return {
         "available": True,
         "state": state,
