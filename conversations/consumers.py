@@ -193,7 +193,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             await self._error("That was not valid JSON.", "bad_json")
             return
         if not isinstance(content, dict):

@@ -36,7 +36,7 @@ def approved_json(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise services.SendError("Send a JSON object.", "bad_json") from exc
     if not isinstance(body, dict):
         raise services.SendError("Send a JSON object.", "bad_json")
