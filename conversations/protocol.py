@@ -51,6 +51,7 @@ class ChatCompletionRequest(BaseModel):
     reasoning_effort: Literal["low", "medium", "high"] | None = None
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = Field(default=None, max_length=256)
+    ignore_eos: bool = False  # vLLM's extension: write max_tokens tokens (benchmarks)
 
     @field_validator("stop")
     @classmethod
@@ -93,6 +94,7 @@ class ChatCompletionRequest(BaseModel):
             "seed": self.seed,
             "reasoning_effort": self.reasoning_effort,
             "stop": self.stop,
+            "ignore_eos": self.ignore_eos or None,
         }
         return {k: v for k, v in params.items() if v is not None}
 

@@ -73,6 +73,12 @@ def clean_params(raw: Any) -> dict[str, Any]:
         if effort not in ("low", "medium", "high"):
             raise SendError("reasoning_effort must be low, medium or high.", "invalid_params")
         params["reasoning_effort"] = effort
+    ignore_eos = raw.get("ignore_eos")  # vLLM's extension, as on the API: exactly max_tokens tokens
+    if ignore_eos is not None:
+        if not isinstance(ignore_eos, bool):
+            raise SendError("ignore_eos must be true or false.", "invalid_params")
+        if ignore_eos:
+            params["ignore_eos"] = True
     return params
 
 

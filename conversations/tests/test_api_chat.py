@@ -82,6 +82,15 @@ def test_sync_client_streams_in_chunks_ending_with_usage(live_daphne, users, smo
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens >= 7
 
 
+def test_ignore_eos_writes_exactly_max_tokens(live_daphne, users, smollm2, key):
+    """vLLM's extension, so one benchmark client drives vLLM's server and chatweb alike."""
+    answer = client(live_daphne, key).chat.completions.create(
+        model="smollm2-test", messages=FRANCE, temperature=0, max_tokens=30, extra_body={"ignore_eos": True}
+    )
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage.completion_tokens == 30 and answer.choices[0].message.content.startswith(PARIS)
+
+
 def test_async_client_streaming_and_not(live_daphne, users, smollm2, key):
     async def main() -> tuple[str, str]:
         aclient = openai.AsyncOpenAI(base_url=f"{live_daphne.url}/api/v1", api_key=key, max_retries=0)

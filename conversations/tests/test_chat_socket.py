@@ -68,6 +68,7 @@ def test_bad_branch_targets_are_refused_and_store_nothing(live_daphne, users, sm
             ({"type": "send", "content": "hi", "parent_id": their_question.pk}, "not_found"),
             ({"type": "send", "content": "   "}, "empty_message"),
             ({"type": "send", "content": "hi", "params": {"temperature": 5}}, "invalid_params"),
+            ({"type": "send", "content": "hi", "params": {"ignore_eos": "yes"}}, "invalid_params"),
         ]:
             socket.send(**frame)
             event = socket.recv()
@@ -221,3 +222,15 @@ def test_a_page_that_missed_the_end_gets_the_stored_outcome(live_daphne, users, 
         assert again.recv() == {"type": "pong"}
     finally:
         again.close()
+
+
+def test_ignore_eos_writes_exactly_max_tokens(live_daphne, users, smollm2):
+    """vLLM's own extension, as on the API: the benchmarks ask every server for the same length."""
+    conversation = Conversation.objects.create(owner=users.alice, model=smollm2)
+    socket = ChatSocket(live_daphne, users.alice, conversation.pk)
+    try:
+        done = turn(socket, type="send", content=FRANCE, params={"max_tokens": 30, "ignore_eos": True})[-1]
+    finally:
+        socket.close()
+    assert done["type"] == "done" and done["finish_reason"] == "length", done
+    assert done["usage"]["completion_tokens"] == 30  # the answer itself ends after about 8
