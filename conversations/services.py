@@ -355,6 +355,8 @@ def message_fail(*, message_id: int, error: str, content: str | None = None) -> 
 
 NO_WORKER_LEFT = "No worker is serving this model any more. Retry when one is back."
 WORKER_LOST = "The worker writing this answer stopped responding; the partial answer is kept. Retry to try again."
+NOT_STORED = "The worker could not store the end of this answer; the partial answer is kept. Retry to try again."
+STALE_SECONDS = 30  # a streaming answer its live worker no longer holds, untouched this long, is over
 
 
 def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
@@ -365,13 +367,22 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
     if not active:
         return 0
     beats = presence.live_workers()
-    alive = {w["name"] for w in beats}
+    held = {w["name"]: set(w.get("requests") or ()) for w in beats}
     models_served = {w["model"] for w in beats}
     reaped = 0
-    grace = timezone.now() - timezone.timedelta(seconds=presence.HEARTBEAT_TTL * 2)
+    now = timezone.now()
+    grace = now - timezone.timedelta(seconds=presence.HEARTBEAT_TTL * 2)
+    stale = now - timezone.timedelta(seconds=STALE_SECONDS)
     for message in active:
-        if message.status == MessageStatus.STREAMING and message.worker and message.worker not in alive:
+        if message.status == MessageStatus.STREAMING and message.worker and message.worker not in held:
             reaped += _reap(message, WORKER_LOST)
+        elif (
+            message.status == MessageStatus.STREAMING
+            and message.worker in held
+            and message.request_id not in held[message.worker]
+            and message.updated < stale
+        ):  # its worker is alive but let it go (the database was away when it ended)
+            reaped += _reap(message, NOT_STORED)
         elif (
             message.status == MessageStatus.QUEUED
             and message.model_name not in models_served

@@ -393,6 +393,7 @@ class EngineHost:
             "running": running,
             "waiting": waiting,
             "in_flight": len(self.requests),
+            "requests": list(self.requests),  # the web tier reaps answers a live worker no longer holds
             "max_num_seqs": self.spec.max_num_seqs,
             "engine_unfinished": self.engine.get_num_unfinished_requests() if self.engine is not None else 0,
             "loads": self.loads,

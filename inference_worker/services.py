@@ -6,9 +6,10 @@ import asyncio
 import concurrent.futures
 import logging
 import re
+import time
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from accounts.quotas import quota_add_tokens, quota_release
@@ -21,6 +22,7 @@ from inference_worker.engine import EngineHost, RequestState, new_request_id
 log = logging.getLogger(__name__)
 
 PARTIAL_SAVE_SECONDS = 2.0  # a worker killed mid-answer loses at most this much text
+DATABASE_RETRY_SECONDS = 120.0  # how long a claim or an outcome waits for a database that is away
 
 
 def _save(message_id: int, state: RequestState, *, final: bool) -> None:
@@ -45,12 +47,46 @@ def _save(message_id: int, state: RequestState, *, final: bool) -> None:
     Message.objects.filter(pk=message_id, status=MessageStatus.STREAMING).update(**fields)
 
 
+def _save_partial(message_id: int, state: RequestState) -> None:
+    """Progress is a convenience (a reloaded page, a killed worker): a database that is
+    locked or away must not stop the answer, which streams through Redis anyway."""
+    try:
+        _save(message_id, state, final=False)
+    except DatabaseError as exc:
+        log.warning("saving progress of %s failed (%s); the answer goes on", state.request_id, exc)
+        close_old_connections()
+
+
+def _save_final(message_id: int, state: RequestState) -> None:
+    """The outcome must be stored: a database that is locked or briefly away is retried."""
+    _retrying(lambda: _save(message_id, state, final=True), f"storing {state.request_id}")
+
+
+def _retrying(write, what: str):
+    deadline = time.monotonic() + DATABASE_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return write()
+        except DatabaseError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+            close_old_connections()
+            connection.close()  # a fresh connection for the next try
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | None:
     close_old_connections()
     message_id = job.get("message_id")
     if message_id is not None:
-        claimed = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.STREAMING, worker=host.worker_name, updated=timezone.now()
+        claimed = _retrying(
+            lambda: Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
+                status=MessageStatus.STREAMING, worker=host.worker_name, updated=timezone.now()
+            ),
+            f"claiming message {message_id}",
         )
         if not claimed:
             log.info("message %s is no longer queued (stopped or deleted); skipped", message_id)
@@ -65,11 +101,13 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
                 break
             except concurrent.futures.TimeoutError:
                 if message_id is not None:
-                    _save(message_id, state, final=False)
+                    _save_partial(message_id, state)
         if message_id is not None:
-            _save(message_id, state, final=True)
+            _save_final(message_id, state)
     except Exception as exc:
         log.exception("storing generation %s failed", state.request_id)
+        if not future.done():  # free the engine: nobody will store what it writes
+            asyncio.run_coroutine_threadsafe(host.abort(state.request_id), host.loop)
         state.final_event = {
             "event": "error",
             "message": f"The answer could not be stored ({exc.__class__.__name__}). Retry.",
