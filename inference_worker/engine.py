@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,8 @@ class RequestState:
 class Coalescer:
     """Publishes one request's deltas: the first at once, then at most one per interval."""
 
-    def __init__(self, host: EngineHost, request_id: str, interval: float) -> None:
+    def __init__(self, host: EngineHost, request_id: str, interval: float | Callable[[], float]) -> None:
+        # interval: seconds, or a function of the moment (EngineHost.publish_interval)
         self.host, self.group, self.interval = host, presence.reply_group(request_id), interval
         self.content = self.reasoning = ""  # waiting to be sent
         self.sent_content = self.sent_reasoning = ""  # everything sent so far
@@ -113,7 +115,8 @@ class Coalescer:
         self.reasoning += reasoning
         if not (self.content or self.reasoning):
             return
-        wait = self.interval - (time.monotonic() - self.last_sent)
+        interval = self.interval() if callable(self.interval) else self.interval
+        wait = interval - (time.monotonic() - self.last_sent)
         if not self.sent_any or wait <= 0:
             await self.flush()
         elif self.timer is None:
@@ -185,6 +188,7 @@ class EngineHost:
         queue: str,
         idle_seconds: float = 300.0,
         stream_interval: float = 0.03,
+        publish_budget: float = 500.0,
         scripted_logits: bool = False,
         default_script: list[int] | None = None,
     ) -> None:
@@ -193,6 +197,7 @@ class EngineHost:
         self.queue = queue
         self.idle_seconds = idle_seconds
         self.stream_interval = stream_interval
+        self.publish_budget = publish_budget
         self.scripted_logits = scripted_logits
         self.default_script = default_script if scripted_logits else None
         self.loop = asyncio.new_event_loop()
@@ -454,6 +459,19 @@ class EngineHost:
                 log.warning("publish to %s failed (%s), attempt %d", group, exc, attempt + 1)
                 await asyncio.sleep(0.2 * (attempt + 1))
 
+    def publish_interval(self) -> float:
+        """The least time between two deltas of one answer, now.
+
+        stream_interval while the worker streams few answers; with many, the interval
+        grows so that all of them together stay within publish_budget messages a
+        second. Every message costs the web tier about the same CPU whatever it
+        carries (bench/relay.py: 0.5 ms of a 2-vCPU machine's daphne), so under load
+        deltas get larger rather than more numerous. 0: no budget.
+        """
+        if not self.publish_budget:
+            return self.stream_interval
+        return max(self.stream_interval, len(self.coalescers) / self.publish_budget)
+
     # --- requests ----------------------------------------------------------------
 
     def submit(self, job: dict[str, Any]) -> tuple[RequestState, concurrent.futures.Future]:
@@ -500,7 +518,7 @@ class EngineHost:
         rid = state.request_id
         group = presence.reply_group(rid)
         # Before any await: a snapshot request must always find this request's coalescer.
-        self.coalescers[rid] = Coalescer(self, rid, self.stream_interval)
+        self.coalescers[rid] = Coalescer(self, rid, self.publish_interval)
         try:
             if await self._stopped_before_start(rid):
                 state.status, state.finish_reason = "stopped", "abort"

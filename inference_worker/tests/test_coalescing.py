@@ -62,3 +62,41 @@ async def test_many_fast_tokens_become_few_messages():
     assert text == "".join(f"t{n} " for n in range(500))
     assert len(sink.events) < 20
     assert [e["seq"] for _, _, e in sink.events] == list(range(len(sink.events)))
+
+
+def test_many_answers_at_once_share_the_workers_publish_budget():
+    """With many answers streaming, each one's deltas come less often and carry more,
+    so the worker's messages a second stay within its budget."""
+    from inference_worker.engine import EngineHost, EngineSpec
+
+    spec = EngineSpec(
+        name="m", path="/none", prompt_format="chat_template", context_length=2048, dtype="float32",
+        max_num_seqs=256, tensor_parallel_size=1, gpu_memory_utilization=0.9, cpu_kv_cache_gib=1.0,
+        enforce_eager=True, default_temperature=0.7, default_top_p=1.0, default_max_tokens=64,
+        default_reasoning_effort="medium",
+    )  # fmt: skip
+    host = EngineHost(spec, worker_name="w", queue="q", stream_interval=0.03, publish_budget=500)
+    for n in range(10):
+        host.coalescers[f"r{n}"] = Coalescer(host, f"r{n}", host.publish_interval)
+    assert host.publish_interval() == 0.03, "a few answers: the base interval"
+    for n in range(10, 200):
+        host.coalescers[f"r{n}"] = Coalescer(host, f"r{n}", host.publish_interval)
+    assert host.publish_interval() == 200 / 500, "200 answers: 2.5 deltas a second each, 500 in all"
+    host.publish_budget = 0
+    assert host.publish_interval() == 0.03
+
+
+async def test_an_interval_that_changes_is_read_at_each_delta():
+    sink = Sink()
+    interval = [0.01]
+    coalescer = Coalescer(sink, "req4", interval=lambda: interval[0])
+    await coalescer.push("a", "")
+    await asyncio.sleep(0.02)
+    await coalescer.push("b", "")
+    assert len(sink.events) == 2, "past the short interval: sent at once"
+    interval[0] = 0.2  # many answers started meanwhile
+    await asyncio.sleep(0.02)
+    await coalescer.push("c", "")
+    assert len(sink.events) == 2, "inside the longer interval: it waits"
+    await asyncio.sleep(0.25)
+    assert [e["content"] for _, _, e in sink.events] == ["a", "b", "c"]

@@ -81,6 +81,7 @@ class Command(BaseCommand):
             queue=row.queue,
             idle_seconds=idle,
             stream_interval=envint("STREAM_INTERVAL_MS", 30, minimum=0) / 1000,
+            publish_budget=envint("STREAM_PUBLISH_BUDGET", 500, minimum=0),
             scripted_logits=envbool("CHATWEB_SCRIPTED_LOGITS", False),
             # tests only: the token ids every request gets when it names no script
             default_script=[int(t) for t in os.environ.get("CHATWEB_SCRIPT", "").split(",") if t.strip()] or None,
