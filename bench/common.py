@@ -198,7 +198,7 @@ def plot(name: str, title: str, series: dict[str, tuple[list, list]], xlabel: st
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for label, (xs, ys) in series.items():
         ax.plot(xs, ys, marker="o", label=label)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if kw.get("logx"):
