@@ -211,3 +211,28 @@ def plot(name: str, title: str, series: dict[str, tuple[list, list]], xlabel: st
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def bars(name: str, title: str, labels: list[str], series: dict[str, list[float]], xlabel: str) -> Path:
+    """Horizontal bars, one group per label, written to bench/results/<name>.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(labels) * len(series) + 1.2), dpi=110)
+    height = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        ax.barh([y + i * height for y in range(len(labels))], values, height=height, label=label)
+    ax.set_yticks([y + height * (len(series) - 1) / 2 for y in range(len(labels))], labels=labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = RESULTS / f"{name}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

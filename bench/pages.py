@@ -138,6 +138,20 @@ def main() -> None:
         writer = csv.writer(fh)
         writer.writerow(["request", "p50_ms", "p95_ms", "queries", "bytes"])
         writer.writerows(rows)
+    plot(rows)
+
+
+def plot(rows: list[tuple[str, float, float, int, int]]) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import common
+
+    common.bars(
+        "pages",
+        "Server time per request: 1,000 conversations, one of 500 messages",
+        [label for label, *_ in rows],
+        {"p50 ms": [p50 for _, p50, *_ in rows], "p95 ms": [p95 for _, _, p95, *_ in rows]},
+        "ms",
+    )
 
 
 if __name__ == "__main__":

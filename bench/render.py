@@ -17,6 +17,7 @@ import csv
 import functools
 import http.server
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -123,6 +124,24 @@ def main() -> None:
         writer = csv.writer(fh)
         writer.writerow(["from_chars", "to_chars", "streaming_ms_per_delta", "whole_ms_per_delta"])
         writer.writerows(rows)
+    plot(rows)
+
+
+def plot(rows: list[tuple[int, int, float, float]]) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import common
+
+    ends = [end for _, end, _, _ in rows]
+    common.plot(
+        "render",
+        "Browser work per streamed delta, by answer length so far",
+        {
+            "chatweb StreamingMarkdown": (ends, [s for _, _, s, _ in rows]),
+            "whole message re-rendered": (ends, [w for _, _, _, w in rows]),
+        },
+        "answer so far (characters)",
+        "ms per delta",
+    )
 
 
 if __name__ == "__main__":
