@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 __all__ = ["ChatCompletionRequest", "ValidationError", "first_error"]
 
@@ -51,7 +51,7 @@ class ChatCompletionRequest(BaseModel):
     reasoning_effort: Literal["low", "medium", "high"] | None = None
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = Field(default=None, max_length=256)
-    ignore_eos: bool = False  # vLLM's extension: write max_tokens tokens (benchmarks)
+    ignore_eos: StrictBool | None = None  # vLLM's extension: write max_tokens tokens (benchmarks)
 
     @field_validator("stop")
     @classmethod

@@ -206,6 +206,10 @@ class EngineHost:
         self.state = "loading"
         self.is_cpu = True
         self.requests: dict[str, RequestState] = {}
+        # Request ids from submit() until finish(): through the outcome's storing, which
+        # outlives the engine request (the heartbeat lists these; the web tier never
+        # reaps an answer its worker still holds).
+        self.held: set[str] = set()
         self.coalescers: dict[str, Coalescer] = {}
         self.last_activity = time.monotonic()
         self.engine_running = 0
@@ -342,11 +346,18 @@ class EngineHost:
             # finding the engine gone under it.
             self.state = "unloading"
             await self._beat()
-            if not final and not self.is_cpu:
-                await self.engine.sleep(level=1)  # weights and KV cache leave the GPU
-            else:
-                engine, self.engine = self.engine, None
-                await self.loop.run_in_executor(None, engine.shutdown)
+            try:
+                if not final and not self.is_cpu:
+                    await self.engine.sleep(level=1)  # weights and KV cache leave the GPU
+                else:
+                    engine, self.engine = self.engine, None
+                    await self.loop.run_in_executor(None, engine.shutdown)
+            except Exception:  # noqa: BLE001 - a failed sleep leaves the engine awake and usable
+                log.exception("unloading %s failed", self.spec.name)
+                self.state = "ready" if self.engine is not None else "sleeping"
+                self.last_activity = time.monotonic()
+                await self._beat()
+                return
             self.state = "sleeping"
             log.info("engine %s unloaded after %.0f s idle", self.spec.name, self.idle_seconds)
             await self._beat()
@@ -356,7 +367,10 @@ class EngineHost:
             await asyncio.sleep(min(1.0, max(self.idle_seconds / 4, 0.1)))
             idle = time.monotonic() - self.last_activity
             if self.state == "ready" and not self.requests and idle >= self.idle_seconds:
-                await self._unload()
+                try:
+                    await self._unload()
+                except Exception:  # noqa: BLE001 - keep watching; the next idle period tries again
+                    log.exception("idle unload failed")
 
     # --- heartbeat and aborts ---------------------------------------------------
 
@@ -398,7 +412,7 @@ class EngineHost:
             "running": running,
             "waiting": waiting,
             "in_flight": len(self.requests),
-            "requests": list(self.requests),  # the web tier reaps answers a live worker no longer holds
+            "requests": list(self.held),  # the web tier reaps answers a live worker no longer holds
             "max_num_seqs": self.spec.max_num_seqs,
             "engine_unfinished": self.engine.get_num_unfinished_requests() if self.engine is not None else 0,
             "loads": self.loads,
@@ -476,6 +490,7 @@ class EngineHost:
 
     def submit(self, job: dict[str, Any]) -> tuple[RequestState, concurrent.futures.Future]:
         state = RequestState(request_id=job["request_id"], enqueued_at=job.get("enqueued_at") or time.time())
+        self.held.add(state.request_id)
         self.requests[state.request_id] = state
         future = asyncio.run_coroutine_threadsafe(self._generate(job, state), self.loop)
         return state, future
@@ -521,14 +536,7 @@ class EngineHost:
         self.coalescers[rid] = Coalescer(self, rid, self.publish_interval)
         try:
             if await self._stopped_before_start(rid):
-                state.status, state.finish_reason = "stopped", "abort"
-                state.final_event = {
-                    "event": "done",
-                    "status": "stopped",
-                    "finish_reason": "abort",
-                    **self._usage(state),
-                }
-                return state
+                return self._stopped(state)
             if self.state not in ("ready", "busy"):
                 await self.publish(
                     group,
@@ -542,6 +550,8 @@ class EngineHost:
                 await self._load()
                 if self.state not in ("ready", "busy"):
                     raise RuntimeError(f"the model could not be loaded ({self.load_error})")
+                if state.aborted or await self._stopped_before_start(rid):  # stopped while it loaded
+                    return self._stopped(state)
             params = job.get("params") or {}
             max_tokens = params.get("max_tokens") or self.spec.default_max_tokens
             try:
@@ -594,6 +604,12 @@ class EngineHost:
             self.coalescers.pop(rid, None)
             self.last_activity = time.monotonic()
 
+    def _stopped(self, state: RequestState) -> RequestState:
+        """A request stopped before the engine had it: nothing written, nothing to abort."""
+        state.status, state.finish_reason = "stopped", "abort"
+        state.final_event = {"event": "done", "status": "stopped", "finish_reason": "abort", **self._usage(state)}
+        return state
+
     async def _stream(self, prompt, sampling, state: RequestState) -> None:
         rid = state.request_id
         coalescer = self.coalescers[rid]
@@ -639,11 +655,14 @@ class EngineHost:
 
     def finish(self, state: RequestState) -> None:
         """Publish the final event (from the task thread, after the result is stored)."""
-        if state.final_event is not None:
-            future = asyncio.run_coroutine_threadsafe(
-                self.publish(presence.reply_group(state.request_id), state.final_event), self.loop
-            )
-            future.result(timeout=30)
+        try:
+            if state.final_event is not None:
+                future = asyncio.run_coroutine_threadsafe(
+                    self.publish(presence.reply_group(state.request_id), state.final_event), self.loop
+                )
+                future.result(timeout=30)
+        finally:
+            self.held.discard(state.request_id)
 
     @staticmethod
     def _usage(state: RequestState) -> dict[str, Any]:

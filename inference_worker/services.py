@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from accounts.quotas import quota_add_tokens, quota_release
@@ -47,12 +47,29 @@ def _save(message_id: int, state: RequestState, *, final: bool) -> None:
     Message.objects.filter(pk=message_id, status=MessageStatus.STREAMING).update(**fields)
 
 
+def _claimer(message_id: int, worker: str):
+    """One try at claiming a queued message; a retry first checks whether an earlier try
+    committed before its connection dropped."""
+    tries = 0
+
+    def claim() -> int:
+        nonlocal tries
+        tries += 1
+        if tries > 1 and Message.objects.filter(pk=message_id, status=MessageStatus.STREAMING, worker=worker).exists():
+            return 1
+        return Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.STREAMING, worker=worker, updated=timezone.now()
+        )
+
+    return claim
+
+
 def _save_partial(message_id: int, state: RequestState) -> None:
     """Progress is a convenience (a reloaded page, a killed worker): a database that is
     locked or away must not stop the answer, which streams through Redis anyway."""
     try:
         _save(message_id, state, final=False)
-    except DatabaseError as exc:
+    except (OperationalError, InterfaceError) as exc:  # locked or away; a DataError is a bug: raise
         log.warning("saving progress of %s failed (%s); the answer goes on", state.request_id, exc)
         close_old_connections()
 
@@ -68,7 +85,7 @@ def _retrying(write, what: str):
     while True:
         try:
             return write()
-        except DatabaseError as exc:
+        except (OperationalError, InterfaceError) as exc:  # locked or away, not a bad value
             if time.monotonic() + delay > deadline:
                 raise
             log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
@@ -82,12 +99,7 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
     close_old_connections()
     message_id = job.get("message_id")
     if message_id is not None:
-        claimed = _retrying(
-            lambda: Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
-                status=MessageStatus.STREAMING, worker=host.worker_name, updated=timezone.now()
-            ),
-            f"claiming message {message_id}",
-        )
+        claimed = _retrying(_claimer(message_id, host.worker_name), f"claiming message {message_id}")
         if not claimed:
             log.info("message %s is no longer queued (stopped or deleted); skipped", message_id)
             if job.get("quota_user_id"):

@@ -70,6 +70,7 @@ def nothing_stored_changes(db):
         ({**GOOD, "reasoning_effort": "extreme"}, "reasoning_effort"),
         ({**GOOD, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({**GOOD, "n": 2}, "n"),
+        ({**GOOD, "ignore_eos": "yes"}, "ignore_eos"),
     ],
 )
 def test_malformed_requests_are_400_naming_the_field(users, orphan, key, body, param):

@@ -28,7 +28,7 @@ from conversations.models import Conversation, Message
 from inference_worker import presence
 from inference_worker.models import ChatModel
 
-EXAMPLES = 200
+EXAMPLES = 100
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -90,11 +90,14 @@ def test_an_answer_its_live_worker_let_go_is_failed_once_stale(live_daphne, user
     other = Conversation.objects.create(owner=users.alice, model=smollm2)
     socket = ChatSocket(live_daphne, users.alice, other.pk)
     try:
-        socket.send(type="send", content=LONG, params={"max_tokens": 200, "ignore_eos": True})
-        running = socket.until("delta")[0]["message_id"]
+        socket.send(type="send", content=LONG, params={"max_tokens": 1000, "ignore_eos": True})
+        started = socket.until("delta")
+        running, request_id = started[0]["message_id"], started[0]["request_id"]
         time.sleep(presence.HEARTBEAT_SECONDS + 0.5)  # a heartbeat that lists it
         Message.objects.filter(pk=running).update(updated=timezone.now() - timezone.timedelta(seconds=600))
         assert services.messages_reap_orphans(Message.objects.filter(pk=running)) == 0
+        assert Message.objects.get(pk=running).status == "streaming", "it was still running when checked"
+        socket.send(type="stop", request_id=request_id)
         assert socket.until("done", "error")[-1]["type"] == "done"
     finally:
         socket.close()

@@ -122,6 +122,7 @@ def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, gpt_
     try:
         # The idle watcher starts the unload IDLE_SECONDS (+ up to 1 s) after the answer.
         time.sleep(max(0.0, IDLE_SECONDS + 1.5 - (time.monotonic() - ended)))
+        assert gpt_oss_worker.heartbeat()["state"] == "unloading", "the request must land mid-unload"
         events, stored = run_turn(users.alice, "Still there?")
     finally:
         stop.set()
@@ -133,3 +134,36 @@ def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, gpt_
     assert "unloading" in states and "loading" in states
     loading_ttls = [ttl for state, ttl in seen if state == "loading"]
     assert max(loading_ttls) > presence.HEARTBEAT_TTL, "a loading worker's heartbeat outlives a long stall"
+
+
+def test_a_stop_while_the_model_loads_ends_the_request_before_the_engine_has_it(users, gpt_oss_worker):
+    run_turn(users.alice, "Wake up.")
+    gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
+    model = ensure_model_row("gpt-oss-test")
+    request_id = new_request_id()
+    job = {
+        "request_id": request_id,
+        "user_id": users.alice.pk,
+        "messages": [{"role": "user", "content": "Stop me."}],
+        "params": {"max_tokens": 64},
+        "script": gpt_oss_script(),
+    }
+
+    async def listen() -> list[dict]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(presence.reply_group(request_id), channel)
+        enqueue(job, model.queue)
+        events = []
+        while True:
+            event = await asyncio.wait_for(layer.receive(channel), 180)
+            events.append(event)
+            if event["event"] == "status" and event["state"] == "loading":
+                await asyncio.to_thread(presence.request_stop, request_id)
+            if event["event"] in ("done", "error"):
+                return events
+
+    events = async_to_sync(listen)()
+    assert events[0]["event"] == "status" and events[-1]["event"] == "done", events
+    assert events[-1]["status"] == "stopped" and events[-1]["usage"]["completion_tokens"] == 0
+    assert not any(e["event"] in ("start", "delta") for e in events), "the engine never had it"
