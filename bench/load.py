@@ -62,7 +62,8 @@ async def chat(address: str, cookie: str, cid: int, prompt: str, tokens: int) ->
     ) as ws:
         await ws.recv()  # "ready"
         sent = time.perf_counter()
-        await ws.send(json.dumps({"type": "send", "content": prompt, "params": {"max_tokens": tokens}}))
+        params = {"max_tokens": tokens, "ignore_eos": True}  # every answer the same length
+        await ws.send(json.dumps({"type": "send", "content": prompt, "params": params}))
         first, text, seqs, message_id = None, [], [], None
         while True:
             event = json.loads(await asyncio.wait_for(ws.recv(), 600))

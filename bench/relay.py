@@ -216,7 +216,7 @@ def run_level(
             bad += 1
     end = max(r["last"] for r in results if r["last"])
     wall = end - went
-    tokens = streams * args.tokens
+    tokens = (streams - bad) * args.tokens  # only what arrived right counts
     messages = sum(r["messages"] for r in results)
     # How late each stream's last token arrived against the source's own schedule.
     lags = [r["last"] - went - args.tokens / rate for r in results] if rate else None
