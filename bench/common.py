@@ -189,12 +189,7 @@ def write_csv(name: str, rows: list[dict[str, Any]]) -> Path:
 
 def plot(name: str, title: str, series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, **kw) -> Path:
     """One line per series, written to bench/results/<name>.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for label, (xs, ys) in series.items():
         ax.plot(xs, ys, marker="o", label=label)
@@ -205,22 +200,12 @@ def plot(name: str, title: str, series: dict[str, tuple[list, list]], xlabel: st
         ax.set_xscale("log", base=2)
         ax.set_xticks(series[next(iter(series))][0], labels=[str(x) for x in series[next(iter(series))][0]])
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = RESULTS / f"{name}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, name)
 
 
 def bars(name: str, title: str, labels: list[str], series: dict[str, list[float]], xlabel: str) -> Path:
     """Horizontal bars, one group per label, written to bench/results/<name>.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(labels) * len(series) + 1.2), dpi=110)
     height = 0.8 / len(series)
     for i, (label, values) in enumerate(series.items()):
@@ -230,8 +215,22 @@ def bars(name: str, title: str, labels: list[str], series: dict[str, list[float]
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
+    return _save(plt, fig, ax, name)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, ax, name: str) -> Path:
     ax.legend()
     fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.png"
     fig.savefig(path)
     plt.close(fig)

@@ -22,11 +22,6 @@ PARIS = "The capital of France is Paris."
 LONG = [{"role": "user", "content": "Write a very long story about a dragon who learns to bake bread."}]
 
 
-@pytest.fixture
-def key(users) -> str:
-    return api_key_create(user=users.alice, name="tests")[1]
-
-
 def client(server, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/api", api_key=key, max_retries=0, timeout=180)
 

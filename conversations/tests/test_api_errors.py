@@ -12,22 +12,10 @@ from django.utils import timezone
 from accounts.models import ApiKey, SiteSettings, UsageDay
 from accounts.services import api_key_create, api_key_revoke
 from conversations.models import Conversation, Message
-from inference_worker.models import ChatModel
 
 pytestmark = pytest.mark.django_db
 
 GOOD = {"model": "orphan", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-def orphan(db) -> ChatModel:
-    """A model no worker serves."""
-    return ChatModel.objects.create(name="orphan", display_name="Orphan", path="/none", queue="orphan")
-
-
-@pytest.fixture
-def key(users) -> str:
-    return api_key_create(user=users.alice, name="test")[1]
 
 
 def call(body, *, key: str | None = None, raw: bytes | None = None, **headers):

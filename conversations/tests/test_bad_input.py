@@ -21,12 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import ApiKey, UsageDay
-from accounts.services import api_key_create
 from conftest import ARTIFACTS, ChatSocket
 from conversations.consumers import MAX_FRAME_BYTES
 from conversations.models import Conversation, Message
 from inference_worker import presence
-from inference_worker.models import ChatModel
 
 EXAMPLES = 100
 FUZZ = settings(
@@ -115,17 +113,6 @@ def openai_error(response, allowed: set[int]) -> dict:
     assert set(error) == {"message", "type", "param", "code"}, error
     assert isinstance(error["message"], str) and error["message"]
     return error
-
-
-@pytest.fixture
-def orphan(db) -> ChatModel:
-    """A model no worker serves: a request that passes every check is refused with 503."""
-    return ChatModel.objects.create(name="orphan", display_name="Orphan", path="/none", queue="orphan")
-
-
-@pytest.fixture
-def key(users) -> str:
-    return api_key_create(user=users.alice, name="fuzz")[1]
 
 
 @pytest.fixture

@@ -51,21 +51,31 @@ def run_turn(user, content: str) -> tuple[list[dict], Message]:
         "script": gpt_oss_script(),
     }
 
+    events = follow(job, model.queue)
+    answer.refresh_from_db()
+    return events, answer
+
+
+def follow(job: dict, queue: str, on_event=None) -> list[dict]:
+    """Enqueue a job and collect its reply group's events up to done / error.
+
+    on_event (async) sees each event as it arrives (to stop the request mid-way)."""
+
     async def listen() -> list[dict]:
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        await layer.group_add(presence.reply_group(request_id), channel)
-        enqueue(job, model.queue)
+        await layer.group_add(presence.reply_group(job["request_id"]), channel)
+        enqueue(job, queue)
         events = []
         while True:
             event = await asyncio.wait_for(layer.receive(channel), 180)
             events.append(event)
+            if on_event is not None:
+                await on_event(event)
             if event["event"] in ("done", "error"):
                 return events
 
-    events = async_to_sync(listen)()
-    answer.refresh_from_db()
-    return events, answer
+    return async_to_sync(listen)()
 
 
 def test_reasoning_and_answer_arrive_separately_and_are_stored(users, gpt_oss_worker):
@@ -149,21 +159,11 @@ def test_a_stop_while_the_model_loads_ends_the_request_before_the_engine_has_it(
         "script": gpt_oss_script(),
     }
 
-    async def listen() -> list[dict]:
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(presence.reply_group(request_id), channel)
-        enqueue(job, model.queue)
-        events = []
-        while True:
-            event = await asyncio.wait_for(layer.receive(channel), 180)
-            events.append(event)
-            if event["event"] == "status" and event["state"] == "loading":
-                await asyncio.to_thread(presence.request_stop, request_id)
-            if event["event"] in ("done", "error"):
-                return events
+    async def stop_while_loading(event: dict) -> None:
+        if event["event"] == "status" and event["state"] == "loading":
+            await asyncio.to_thread(presence.request_stop, request_id)
 
-    events = async_to_sync(listen)()
+    events = follow(job, model.queue, stop_while_loading)
     assert events[0]["event"] == "status" and events[-1]["event"] == "done", events
     assert events[-1]["status"] == "stopped" and events[-1]["usage"]["completion_tokens"] == 0
     assert not any(e["event"] in ("start", "delta") for e in events), "the engine never had it"
