@@ -120,6 +120,9 @@ class Processes:
         argv = [sys.executable, "manage.py", "run_worker", "--model", model, "--name", tag, "--loglevel", "WARNING"]
         return self.start(f"worker-{tag}", argv, env)
 
+    def running(self) -> list[int]:
+        return [proc.pid for proc in self.started if proc.poll() is None]
+
     def stop_one(self, proc: subprocess.Popen) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -147,6 +150,47 @@ def session_cookie(user) -> str:
     client = Client()
     client.force_login(user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+class CpuMeter:
+    """CPU seconds used so far by the engine and by everything serving it.
+
+    roots: the processes a system runs (their children are counted too). "engine" is
+    vLLM's engine core and the process that runs the model (their titles say
+    VLLM::EngineCore and VLLM::Worker); "serving" is the rest (a server or worker
+    frontend, daphne, Redis). The benchmark's own process, the client, counts as
+    "client" unless it is one of the roots.
+    """
+
+    def __init__(self, roots: list[int]) -> None:
+        self.roots = roots
+
+    def read(self) -> dict[str, float]:
+        import psutil
+
+        totals = {"engine": 0.0, "serving": 0.0, "client": 0.0}
+        me = os.getpid()
+        procs: dict[int, str] = {} if me in self.roots else {me: "client"}
+        for pid in self.roots:
+            try:
+                root = psutil.Process(pid)
+                family = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for proc in family:
+                try:
+                    title = " ".join(proc.cmdline())
+                    engine = "EngineCore" in title or "VLLM::Worker" in title
+                except psutil.Error:
+                    continue
+                procs[proc.pid] = "engine" if engine else "serving"
+        for pid, role in procs.items():
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            totals[role] += times.user + times.system + times.children_user + times.children_system
+        return totals
 
 
 def pct(values: list[float], q: float) -> float:

@@ -12,8 +12,9 @@ settings, the same prompt and answer length, served four ways in one run.
 
 Every request asks for exactly --tokens tokens (`ignore_eos`). For each level it
 prints output tokens/s, time to first token p50 / p95, the inter-chunk gap p95, and
-the ratios to raw and to vLLM's server; writes bench/results/serving.csv and
-serving.png. Ratios are the result: absolute numbers are this machine's.
+the ratios to raw and to vLLM's server, and the CPU seconds per 1,000 tokens spent
+by the engine, by everything serving it and by the client; writes bench/results/serving-<dtype>.csv
+and .png. Ratios are the result: absolute numbers are this machine's.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def model_fields(args) -> dict:
     }
 
 
-def summarize(system: str, level: int, results: list[dict], wall: float) -> dict:
+def summarize(system: str, level: int, results: list[dict], wall: float, cpu: dict[str, float]) -> dict:
     tokens = sum(r["tokens"] for r in results)
+    per_1k = {f"{role}_cpu_s_per_1k": round(seconds * 1000 / tokens, 2) for role, seconds in cpu.items()}
     ttfts = [r["ttft"] for r in results if r["ttft"] is not None]
     gaps = [g for r in results for g in r["gaps"]]
     return {
@@ -64,6 +66,7 @@ def summarize(system: str, level: int, results: list[dict], wall: float) -> dict
         "ttft_p95_ms": round(common.pct(ttfts, 0.95) * 1000, 1),
         "gap_p95_ms": round(common.pct(gaps, 0.95) * 1000, 1),
         "chunks_per_request": round(sum(len(r["gaps"]) + 1 for r in results) / len(results), 1),
+        **per_1k,
     }
 
 
@@ -88,16 +91,19 @@ class Timer:
         return {"ttft": None if self.first is None else self.first - self.sent, "gaps": self.gaps, "tokens": tokens}
 
 
-async def measure(system: str, levels: list[int], one, min_requests: int = 8) -> list[dict]:
+async def measure(system: str, levels: list[int], one, meter: common.CpuMeter, min_requests: int = 8) -> list[dict]:
     """Each level's requests at once, repeated until there are min_requests of them."""
     await one()  # warm-up
     rows = []
     for level in levels:
         results = []
+        before = meter.read()
         started = time.perf_counter()
         for _ in range(max(1, min_requests // level)):
             results += await asyncio.gather(*(one() for _ in range(level)))
-        rows.append(summarize(system, level, results, time.perf_counter() - started))
+        wall = time.perf_counter() - started
+        cpu = {role: seconds - before[role] for role, seconds in meter.read().items()}
+        rows.append(summarize(system, level, results, wall, cpu))
         print(rows[-1], flush=True)
     return rows
 
@@ -131,7 +137,8 @@ def raw_child(args) -> None:
                 timer.chunk()
         return timer.result(tokens)
 
-    rows = asyncio.run(measure("raw", args.level_list, one))
+    # In process: the frontend and the loop reading it are one process ("serving").
+    rows = asyncio.run(measure("raw", args.level_list, one, common.CpuMeter([os.getpid()])))
     Path(args.raw_out).write_text(json.dumps(rows))
     engine.shutdown()
 
@@ -139,7 +146,7 @@ def raw_child(args) -> None:
 # --- 2 and 3. an OpenAI-compatible server through the official client ---------------------------
 
 
-async def openai_rows(system: str, base_url: str, key: str, model: str, args) -> list[dict]:
+async def openai_rows(system: str, base_url: str, key: str, model: str, args, meter) -> list[dict]:
     import openai
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=600)
@@ -164,7 +171,7 @@ async def openai_rows(system: str, base_url: str, key: str, model: str, args) ->
         return timer.result(tokens)
 
     try:
-        return await measure(system, args.level_list, one)
+        return await measure(system, args.level_list, one, meter)
     finally:
         await client.close()
 
@@ -214,7 +221,8 @@ def vllm_rows(args, procs: common.Processes) -> list[dict]:
 
     common.wait_for(up, 600, "vLLM's OpenAI server", interval=1)
     try:
-        return asyncio.run(openai_rows("vllm", f"http://127.0.0.1:{port}/v1", "none", MODEL, args))
+        meter = common.CpuMeter([server.pid])
+        return asyncio.run(openai_rows("vllm", f"http://127.0.0.1:{port}/v1", "none", MODEL, args, meter))
     finally:
         procs.stop_one(server)
 
@@ -238,7 +246,8 @@ def chatweb_rows(args, procs: common.Processes) -> list[dict]:
     _, address = procs.daphne()
     procs.worker(MODEL, "bench")
     common.wait_for(lambda: any(w["state"] == "ready" for w in presence.live_workers(MODEL)), 600, "the worker", 1)
-    rows = asyncio.run(openai_rows("api", f"http://{address}/api", key, MODEL, args))
+    meter = common.CpuMeter(procs.running())  # daphne, the worker with its engine, Redis
+    rows = asyncio.run(openai_rows("api", f"http://{address}/api", key, MODEL, args, meter))
 
     cookie = common.session_cookie(user)
     # A new conversation per request (the same one-message prompt as the others), already
@@ -272,7 +281,7 @@ def chatweb_rows(args, procs: common.Processes) -> list[dict]:
                 elif event["type"] == "error":
                     raise SystemExit(f"the chat refused: {event}")
 
-    rows += asyncio.run(measure("ws", args.level_list, one))
+    rows += asyncio.run(measure("ws", args.level_list, one, meter))
     return rows
 
 
@@ -330,15 +339,17 @@ def report(args, rows: list[dict]) -> None:
     title = f"SmolLM2-135M {args.dtype}, {args.tokens} tokens per request, {common.machine()}"
     columns = ["system", "concurrency", "tokens_per_s", "x_raw", "x_vllm", "ttft_p50_ms", "ttft_p95_ms"]
     columns += ["ttft_p50_minus_raw_ms", "gap_p95_ms", "chunks_per_request"]
+    columns += ["engine_cpu_s_per_1k", "serving_cpu_s_per_1k", "client_cpu_s_per_1k"]
     common.print_table(title, columns, rows)
-    common.write_csv("serving", rows)
+    name = f"serving-{args.dtype}"
+    common.write_csv(name, rows)
     series = {}
     for r in rows:
         xs, ys = series.setdefault(r["system"], ([], []))
         xs.append(r["concurrency"])
         ys.append(r["tokens_per_s"])
     plot_title = f"Output tokens/s, SmolLM2-135M {args.dtype}, {args.tokens} tokens per request"
-    common.plot("serving", plot_title, series, "concurrent requests", "tokens/s", logx=True)
+    common.plot(name, plot_title, series, "concurrent requests", "tokens/s", logx=True)
 
 
 if __name__ == "__main__":
