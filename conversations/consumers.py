@@ -18,6 +18,7 @@ import json
 import time
 
 import redis
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -66,7 +67,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         closes stale connections on its own, so they skip it; all else keeps it.
         """
         if message.get("type") in self.RELAYED:
-            await getattr(self, message["type"].replace(".", "_"))(message)
+            await getattr(self, get_handler_name(message))(message)
         else:
             await super().dispatch(message)
 
