@@ -152,6 +152,17 @@ def session_cookie(user) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
+def chat_socket(address: str, cookie: str, conversation_id: int, **kwargs):
+    """A signed-in websocket on a conversation's chat (await it, or `async with` it)."""
+    import websockets
+
+    return websockets.connect(
+        f"ws://{address}/ws/chat/{conversation_id}/",
+        additional_headers={"Cookie": cookie, "Origin": f"http://{address}"},
+        **kwargs,
+    )
+
+
 class CpuMeter:
     """CPU seconds used so far by the engine and by everything serving it.
 
@@ -170,7 +181,7 @@ class CpuMeter:
 
         totals = {"engine": 0.0, "serving": 0.0, "client": 0.0}
         me = os.getpid()
-        procs: dict[int, str] = {} if me in self.roots else {me: "client"}
+        procs: dict[int, tuple[psutil.Process, str]] = {} if me in self.roots else {me: (psutil.Process(), "client")}
         for pid in self.roots:
             try:
                 root = psutil.Process(pid)
@@ -183,10 +194,10 @@ class CpuMeter:
                     engine = "EngineCore" in title or "VLLM::Worker" in title
                 except psutil.Error:
                     continue
-                procs[proc.pid] = "engine" if engine else "serving"
-        for pid, role in procs.items():
+                procs[proc.pid] = (proc, "engine" if engine else "serving")
+        for proc, role in procs.values():
             try:
-                times = psutil.Process(pid).cpu_times()
+                times = proc.cpu_times()
             except psutil.Error:
                 continue
             totals[role] += times.user + times.system + times.children_user + times.children_system

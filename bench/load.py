@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import sys
 import time
@@ -35,14 +34,8 @@ MODEL = "bench-load-smollm2"
 
 
 async def open_idle(address: str, cookie: str, conversation_ids: list[int]) -> list:
-    import websockets
-
     async def one(cid: int):
-        ws = await websockets.connect(
-            f"ws://{address}/ws/chat/{cid}/",
-            additional_headers={"Cookie": cookie, "Origin": f"http://{address}"},
-            open_timeout=120,
-        )
+        ws = await common.chat_socket(address, cookie, cid, open_timeout=120)
         assert json.loads(await ws.recv())["type"] == "ready"
         return ws
 
@@ -53,13 +46,7 @@ async def open_idle(address: str, cookie: str, conversation_ids: list[int]) -> l
 
 
 async def chat(address: str, cookie: str, cid: int, prompt: str, tokens: int) -> dict:
-    import websockets
-
-    async with websockets.connect(
-        f"ws://{address}/ws/chat/{cid}/",
-        additional_headers={"Cookie": cookie, "Origin": f"http://{address}"},
-        open_timeout=120,
-    ) as ws:
+    async with common.chat_socket(address, cookie, cid, open_timeout=120) as ws:
         await ws.recv()  # "ready"
         sent = time.perf_counter()
         params = {"max_tokens": tokens, "ignore_eos": True}  # every answer the same length
@@ -112,11 +99,10 @@ def main() -> None:
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))  # daphne inherits it
-    cores = sorted(os.sched_getaffinity(0))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}")
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-
     common.fresh_database(common.setup_django("load"))
+    from inference_worker.engine import cpu_engine_env
+
+    cpu_engine_env()  # the worker started below inherits it
     import redis
     from django.conf import settings
 

@@ -129,14 +129,7 @@ def build(streams: int) -> tuple[str, list[int], list[str]]:
 
 
 async def client(address: str, cookie: str, conversation_id: int, ready: asyncio.Event, counts: dict) -> dict:
-    import websockets
-
-    async with websockets.connect(
-        f"ws://{address}/ws/chat/{conversation_id}/",
-        additional_headers={"Cookie": cookie, "Origin": f"http://{address}"},
-        max_size=2**24,
-        open_timeout=60,
-    ) as ws:
+    async with common.chat_socket(address, cookie, conversation_id, max_size=2**24, open_timeout=60) as ws:
         while json.loads(await ws.recv()).get("type") != "resume":
             pass
         counts["following"] += 1

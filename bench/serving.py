@@ -39,7 +39,7 @@ def model_fields(args) -> dict:
     return {
         "display_name": "SmolLM2 (benchmark)",
         "path": str(common.ROOT / "var" / "models" / "smollm2-135m-instruct"),
-        "queue": "bench-smollm2",
+        "queue": MODEL,
         "prompt_format": "chat_template",
         "dtype": args.dtype,
         "context_length": 2048,
@@ -112,7 +112,6 @@ async def measure(system: str, levels: list[int], one, meter: common.CpuMeter, m
 
 
 def raw_child(args) -> None:
-    common.setup_django("serving")
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -260,14 +259,7 @@ def chatweb_rows(args, procs: common.Processes) -> list[dict]:
     )
 
     async def one() -> dict:
-        import websockets
-
-        conversation = next(fresh)
-        async with websockets.connect(
-            f"ws://{address}/ws/chat/{conversation.pk}/",
-            additional_headers={"Cookie": cookie, "Origin": f"http://{address}"},
-            max_size=2**24,
-        ) as ws:
+        async with common.chat_socket(address, cookie, next(fresh).pk, max_size=2**24) as ws:
             await ws.recv()  # "ready"
             timer = Timer()
             params = {"max_tokens": args.tokens, "temperature": 0.7, "ignore_eos": True}
@@ -298,13 +290,14 @@ def main() -> None:
     parser.add_argument("--raw-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.level_list = [int(x) for x in args.levels.split(",")]
-    cores = sorted(os.sched_getaffinity(0))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}")  # as run_worker sets it
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    db = common.setup_django("serving")
+    from inference_worker.engine import cpu_engine_env
+
+    cpu_engine_env()  # before vLLM is imported; the engines started below inherit it
     if args.raw_child:
         return raw_child(args)
 
-    common.fresh_database(common.setup_django("serving"))
+    common.fresh_database(db)
     from inference_worker.models import ChatModel
 
     ChatModel.objects.create(name=MODEL, **model_fields(args))

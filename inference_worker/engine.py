@@ -692,5 +692,14 @@ def _assistant_parser(encoding):
     return StreamableParser(encoding, role=Role.ASSISTANT)
 
 
+def cpu_engine_env() -> None:
+    """Give a CPU engine every core this process may use (unless told otherwise).
+
+    Call before vLLM is imported; the worker and the benchmarks both do."""
+    cores = sorted(os.sched_getaffinity(0))
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if cores else "auto")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex

@@ -12,13 +12,7 @@ import socket
 from django.core.management.base import BaseCommand, CommandError
 
 from chatweb.settings import envbool, envint
-
-
-def _cpu_env() -> None:
-    """Give the engine every core this process may use (unless told otherwise)."""
-    cores = sorted(os.sched_getaffinity(0))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if cores else "auto")
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+from inference_worker.engine import cpu_engine_env
 
 
 class Command(BaseCommand):
@@ -59,7 +53,7 @@ class Command(BaseCommand):
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")  # Celery runs threads: never fork them
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if gpu is None:
-            _cpu_env()
+            cpu_engine_env()
 
         from chatweb.celery import app
         from inference_worker import tasks
