@@ -36,8 +36,8 @@ class QuotaExceeded(Exception):
         self.message, self.code, self.retry_after = message, code, max(1, retry_after)
 
 
-def limits_for(user: User) -> Limits:
-    site = SiteSettings.load()
+def limits_for(user: User, site: SiteSettings | None = None) -> Limits:
+    site = site or SiteSettings.load()
     pick = lambda own, default: default if own is None else own  # noqa: E731
     return Limits(
         pick(user.requests_per_minute, site.default_requests_per_minute),
@@ -60,9 +60,10 @@ def tokens_used_today(user_id: int) -> int:
     return int(presence.client().get(f"{PREFIX}tokens:{user_id}:{_today()}") or 0)
 
 
-def quota_acquire(*, user: User, request_id: str) -> None:
-    """Count one request against the user's limits, or raise QuotaExceeded (counting nothing)."""
-    limits = limits_for(user)
+def quota_acquire(*, user: User, request_id: str, site: SiteSettings | None = None) -> None:
+    """Count one request against the user's limits, or raise QuotaExceeded (counting nothing).
+    `site`: the settings row when the caller has read it already."""
+    limits = limits_for(user, site)
     r = presence.client()
     now = time.time()
     if limits.tokens_per_day and tokens_used_today(user.pk) >= limits.tokens_per_day:

@@ -91,15 +91,15 @@ class Timer:
         return {"ttft": None if self.first is None else self.first - self.sent, "gaps": self.gaps, "tokens": tokens}
 
 
-async def measure(system: str, levels: list[int], one, meter: common.CpuMeter, min_requests: int = 8) -> list[dict]:
-    """Each level's requests at once, repeated until there are min_requests of them."""
+async def measure(system: str, args, one, meter: common.CpuMeter) -> list[dict]:
+    """Each level's requests at once, repeated until there are --requests of them."""
     await one()  # warm-up
     rows = []
-    for level in levels:
+    for level in args.level_list:
         results = []
         before = meter.read()
         started = time.perf_counter()
-        for _ in range(max(1, min_requests // level)):
+        for _ in range(max(1, args.requests // level)):
             results += await asyncio.gather(*(one() for _ in range(level)))
         wall = time.perf_counter() - started
         cpu = {role: seconds - before[role] for role, seconds in meter.read().items()}
@@ -137,7 +137,7 @@ def raw_child(args) -> None:
         return timer.result(tokens)
 
     # In process: the frontend and the loop reading it are one process ("serving").
-    rows = asyncio.run(measure("raw", args.level_list, one, common.CpuMeter([os.getpid()])))
+    rows = asyncio.run(measure("raw", args, one, common.CpuMeter([os.getpid()])))
     Path(args.raw_out).write_text(json.dumps(rows))
     engine.shutdown()
 
@@ -170,7 +170,7 @@ async def openai_rows(system: str, base_url: str, key: str, model: str, args, me
         return timer.result(tokens)
 
     try:
-        return await measure(system, args.level_list, one, meter)
+        return await measure(system, args, one, meter)
     finally:
         await client.close()
 
@@ -254,7 +254,7 @@ def chatweb_rows(args, procs: common.Processes) -> list[dict]:
     fresh = iter(
         Conversation.objects.bulk_create(
             Conversation(owner=user, model=model, title=f"bench {i}", title_auto=False)
-            for i in range(1 + sum(max(level, 8) for level in args.level_list))
+            for i in range(1 + sum(max(level, args.requests) for level in args.level_list))
         )
     )
 
@@ -273,7 +273,7 @@ def chatweb_rows(args, procs: common.Processes) -> list[dict]:
                 elif event["type"] == "error":
                     raise SystemExit(f"the chat refused: {event}")
 
-    rows += asyncio.run(measure("ws", args.level_list, one, meter))
+    rows += asyncio.run(measure("ws", args, one, meter))
     return rows
 
 
@@ -284,6 +284,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument(
+        "--requests", type=int, default=8, help="at least this many per level (more: steadier first-token times)"
+    )
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--raw-child", action="store_true", help=argparse.SUPPRESS)
@@ -309,6 +312,7 @@ def main() -> None:
         if "raw" in systems:
             out = common.ROOT / "var" / "bench-serving-raw.json"
             argv = [sys.executable, __file__, "--raw-child", "--raw-out", str(out), "--levels", args.levels]
+            argv += ["--requests", str(args.requests)]
             child = procs.start("raw", [*argv, "--tokens", str(args.tokens), "--dtype", args.dtype])
             if child.wait() != 0:
                 raise SystemExit(f"the raw engine run failed; see {procs.logs / 'raw.log'}")

@@ -11,11 +11,21 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conversations.api import ApiHandler  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+api_asgi_app = ApiHandler()  # /api/: no browser middleware (see ApiHandler)
+
+
+async def http(scope, receive, send) -> None:
+    path = scope["path"].removeprefix(scope.get("root_path", ""))
+    app = api_asgi_app if path.startswith("/api/") else django_asgi_app
+    await app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -6,6 +6,11 @@ from conversations import api, views
 admin.site.site_header = "chatweb administration"
 admin.site.site_title = "chatweb admin"
 
+# Django's error pages, except under /api/: OpenAI's error shape there.
+handler400 = "conversations.api.bad_request"
+handler404 = "conversations.api.not_found"
+handler500 = "conversations.api.server_error"
+
 urlpatterns = [
     path("", views.chat, name="chat"),
     path("c/<int:conversation_id>/", views.chat, name="conversation"),

@@ -5,6 +5,12 @@ chat: the view follows the reply group of its request on the channel layer, the
 way the websocket consumer does, and answers in OpenAI's shapes (server-sent events
 when streaming). A client that disconnects mid-stream stops its request in the
 engine.
+
+Under daphne, /api/ is served by `ApiHandler` (chatweb/asgi.py): Django's ASGI handler
+without the browser's middleware chain, so the views authenticate by themselves
+(a key, or for reads the session cookie) and each request's synchronous work (the ORM,
+Redis, Celery) is batched into as few thread hops as possible: each hop is a thread
+round trip on the way to the first token (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import wraps
+from importlib import import_module
 from typing import Any
 
 import kombu.exceptions
@@ -23,10 +30,15 @@ import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import convert_exception_to_response
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.security import SecurityMiddleware
 from django.urls import path
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import SiteSettings, touch_last_active
@@ -85,7 +97,15 @@ class ApiCaller:
         self.user, self.key = user, key
 
 
-def _authenticate(request: HttpRequest) -> ApiCaller | JsonResponse:
+def _session_user(request: HttpRequest):
+    """The browser's signed-in user, read from its session cookie the way Django's session and
+    authentication middleware would (ApiHandler runs neither)."""
+    engine = import_module(settings.SESSION_ENGINE)
+    request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+    return get_user(request)
+
+
+def _authenticate(request: HttpRequest, site: SiteSettings) -> ApiCaller | JsonResponse:
     """A bearer API key, or (for reads only) a signed-in session."""
     header = request.headers.get("Authorization", "")
     if header:
@@ -99,19 +119,20 @@ def _authenticate(request: HttpRequest) -> ApiCaller | JsonResponse:
             return api_error(401, "This API key was revoked.", code="invalid_api_key")
         if not row.is_live:
             return api_error(401, "This API key has expired.", code="expired_api_key")
-        if not SiteSettings.load().api_keys_enabled:
+        if not site.api_keys_enabled:
             return api_error(403, "API keys are turned off on this site; ask an admin.", code="api_keys_disabled")
         caller = ApiCaller(row.user, row)
     else:
         # A signed-in browser may read (GET /api/models); anything that spends the GPU needs
         # a key: the views are csrf_exempt, so a session must not be enough for a POST.
-        if request.method != "GET" or not request.user.is_authenticated:
+        user = _session_user(request) if request.method == "GET" else None
+        if user is None or not user.is_authenticated:
             return api_error(
                 401,
                 "You didn't provide an API key. Send it as 'Authorization: Bearer sk-cw-...'.",
                 code="missing_api_key",
             )
-        caller = ApiCaller(request.user)
+        caller = ApiCaller(user)
     user = caller.user
     if not user.is_active:
         return api_error(403, "This account is deactivated.", code="account_disabled")
@@ -122,7 +143,8 @@ def _authenticate(request: HttpRequest) -> ApiCaller | JsonResponse:
 
 
 def api_view(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Method, size and caller checks shared by every API view (all async)."""
+    """Method and size checks shared by every API view (all async; each authenticates inside its
+    own first thread hop, with `_authenticate`)."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @csrf_exempt
@@ -135,10 +157,6 @@ def api_view(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 return api_error(400, "The Content-Length header is not a number.", code="invalid_request")
             if int(length) > MAX_BODY_BYTES:
                 return _too_large()
-            caller = await sync_to_async(_authenticate)(request)
-            if isinstance(caller, HttpResponse):
-                return caller
-            request.api_caller = caller
             return await view(request, *args, **kwargs)
 
         return wrapper
@@ -148,7 +166,13 @@ def api_view(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 @api_view("GET")
 async def models(request: HttpRequest) -> JsonResponse:
-    rows = await sync_to_async(lambda: list(ChatModel.objects.filter(enabled=True).order_by("name")))()
+    return await sync_to_async(_models)(request)
+
+
+def _models(request: HttpRequest) -> JsonResponse:
+    caller = _authenticate(request, SiteSettings.load())
+    if isinstance(caller, HttpResponse):
+        return caller
     data = [
         {
             "id": m.name,
@@ -157,7 +181,7 @@ async def models(request: HttpRequest) -> JsonResponse:
             "owned_by": "chatweb",
             "max_model_len": m.context_length,
         }
-        for m in rows
+        for m in ChatModel.objects.filter(enabled=True).order_by("name")
     ]
     return JsonResponse({"object": "list", "data": data})
 
@@ -173,10 +197,19 @@ class ReplyStream:
         self.layer = get_channel_layer()
         self.channel: str | None = None
         self.pending: asyncio.Task | None = None
+        self.opening: asyncio.Future | None = None
 
-    async def open(self) -> None:
-        self.channel = await self.layer.new_channel()
-        await self.layer.group_add(self.group, self.channel)
+    def open(self) -> None:
+        """Subscribe, in the background: `await ready()` before the request is enqueued."""
+        self.opening = asyncio.ensure_future(self._subscribe())
+
+    async def _subscribe(self) -> None:
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, channel)
+        self.channel = channel
+
+    async def ready(self) -> None:
+        await asyncio.shield(self.opening)
 
     async def next(self, timeout: float) -> dict | None:
         """The next event, or None after `timeout` seconds of silence (the wait goes on next call)."""
@@ -189,12 +222,15 @@ class ReplyStream:
         return event
 
     async def close(self) -> None:
+        if self.opening is not None:  # a subscription still on its way must not outlive us
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.opening)
+        if self.channel is None:
+            return
         try:
             await self.layer.group_discard(self.group, self.channel)
         except Exception:  # noqa: BLE001 - the subscription goes with the connection anyway
             pass
-        if self.channel is None:
-            return
         # A cancelled receive() is how the pub/sub layer drops a channel's subscription;
         # one that returns at once (a buffered event) must be followed by another.
         for _ in range(1000):
@@ -211,8 +247,18 @@ class ReplyStream:
             self.pending = None
 
 
-def _prepare(caller: ApiCaller, body: protocol.ChatCompletionRequest, request_id: str) -> dict | JsonResponse:
-    """Everything up to the enqueue (sync: the ORM and Redis): model, worker, quotas, the job."""
+def _admit(
+    request: HttpRequest, body: protocol.ChatCompletionRequest | JsonResponse, request_id: str
+) -> dict | JsonResponse:
+    """Everything up to the enqueue, in one thread hop (the ORM and Redis): the caller, then
+    the body's own error if it had one, then model, worker, quotas and the job."""
+    site = SiteSettings.load()
+    caller = _authenticate(request, site)
+    if isinstance(caller, HttpResponse):
+        return caller
+    request.api_caller = caller
+    if isinstance(body, HttpResponse):
+        return body
     history = body.history()
     if not history or history[-1]["role"] != "user":
         return api_error(400, "The last message must be from the user.", param="messages", code="invalid_messages")
@@ -224,7 +270,7 @@ def _prepare(caller: ApiCaller, body: protocol.ChatCompletionRequest, request_id
     except services.SendError as exc:
         return api_error(503, exc.message, code=exc.code, retry_after=10)
     try:
-        quota_acquire(user=caller.user, request_id=request_id)
+        quota_acquire(user=caller.user, request_id=request_id, site=site)
     except QuotaExceeded as exc:
         return api_error(429, exc.message, code=exc.code, retry_after=exc.retry_after)
     except (OSError, redis.RedisError):
@@ -346,8 +392,8 @@ async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str
             return
 
 
-@api_view("POST")
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+def _parse(request: HttpRequest) -> protocol.ChatCompletionRequest | JsonResponse:
+    """The body, or the 400 / 413 to answer once the caller is known (no I/O: on the event loop)."""
     try:
         raw = json.loads(request.body)
     except RequestDataTooBig:  # a body larger than its Content-Length said
@@ -357,17 +403,28 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     if not isinstance(raw, dict):
         return api_error(400, "The body must be a JSON object.", code="invalid_json")
     try:
-        body = protocol.ChatCompletionRequest.model_validate(raw)
+        return protocol.ChatCompletionRequest.model_validate(raw)
     except protocol.ValidationError as exc:
         message, param = protocol.first_error(exc)
         return api_error(400, message, param=param, code="invalid_value")
+
+
+@api_view("POST")
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    body = _parse(request)
     request_id = new_request_id()
-    prepared = await sync_to_async(_prepare)(request.api_caller, body, request_id)
-    if isinstance(prepared, HttpResponse):
-        return prepared
     stream = ReplyStream(request_id)
+    stream.open()  # while _admit runs: the first events must find us listening
     try:
-        await stream.open()  # before the enqueue: the first events must find us listening
+        prepared = await sync_to_async(_admit)(request, body, request_id)
+    except BaseException:
+        await stream.close()
+        raise
+    if isinstance(prepared, HttpResponse):
+        await stream.close()
+        return prepared
+    try:
+        await stream.ready()
         await sync_to_async(services.enqueue)(prepared["job"], prepared["queue"])
     except BaseException as exc:  # Redis away, or the client gone: nothing may stay counted or queued
         await stream.close()
@@ -496,6 +553,62 @@ async def _sse(stream, events, first: dict, base: dict, request_id: str, include
             await stream.close()
         else:  # the client disconnected (Django cancels the response) or the stream broke
             await _abandon(stream, request_id)
+
+
+# --- serving /api/ --------------------------------------------------------------------
+
+
+class ApiSecurityMiddleware(SecurityMiddleware):
+    """Django's SecurityMiddleware with its hooks run on the event loop: they read settings and set
+    headers, no I/O, so the two thread hops MiddlewareMixin takes for them under ASGI buy nothing.
+    It also checks the Host header against ALLOWED_HOSTS, as CommonMiddleware does for the pages."""
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        request.get_host()  # DisallowedHost: a 400, in the API's shape (bad_request below)
+        response = self.process_request(request) or await self.get_response(request)
+        return self.process_response(request, response)
+
+
+class ApiHandler(ASGIHandler):
+    """Django's ASGI handler for /api/, without settings.MIDDLEWARE (chatweb/asgi.py routes to it).
+
+    Under an async view each of the browser's middleware costs thread round trips: 11 ms
+    before an API view was reached, measured (docs/PERFORMANCE.md). The API needs none of them:
+    it is csrf-exempt, authenticates each request itself (`_authenticate`: the key, or the
+    session cookie for reads), checks approval there, and renders no pages or messages.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        # What BaseHandler.load_middleware sets, built from this one middleware instead of the
+        # setting: no view, template-response or exception middleware.
+        self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
+        view = convert_exception_to_response(self._get_response_async)
+        self._middleware_chain = convert_exception_to_response(ApiSecurityMiddleware(view))
+
+
+# Django's error responses (handler400 / 404 / 500 in chatweb/urls.py): the API's shape under /api/.
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_error(400, "The request could not be read (check its Host header).", code="bad_request")
+    return defaults.bad_request(request, exception)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_error(404, f"There is no {request.path} in this API.", code="unknown_url")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return api_error(500, "The server failed on this request; the error is logged.", code="server_error")
+    return defaults.server_error(request)
 
 
 urlpatterns = [

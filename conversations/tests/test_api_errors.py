@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime
 import json
 
+import httpx
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey, SiteSettings, UsageDay
 from accounts.services import api_key_create, api_key_revoke
+from conftest import session_cookie
 from conversations.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -112,9 +115,9 @@ def test_pending_and_deactivated_users_and_disabled_keys_are_403(users, orphan, 
     assert_error(call(GOOD, key=key), 403, code="account_disabled")
     users.alice.is_active = True
     users.alice.save()
-    settings = SiteSettings.load()
-    settings.api_keys_enabled = False
-    settings.save()
+    site = SiteSettings.load()
+    site.api_keys_enabled = False
+    site.save()
     error = assert_error(call(GOOD, key=key), 403, code="api_keys_disabled")
     assert "turned off" in error["message"]
 
@@ -146,3 +149,27 @@ def test_odd_bodies_and_text_are_400_not_500(users, orphan, key):
     assert_error(call(None, key=key, raw=surrogate), 400, param="model")
     assert_error(call(GOOD, key=key, CONTENT_LENGTH="12abc"), 400, code="invalid_request")
     assert_error(call({**GOOD, "temperature": float("nan")}, key=key), 400, param="temperature")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_daphne_serves_the_api_without_the_browser_middleware(live_daphne, users, orphan, key):
+    """Under daphne, /api/ skips settings.MIDDLEWARE (conversations.api.ApiHandler): the views read
+    the session themselves, the caller is judged before the body, and Django's own errors keep
+    the API's shape."""
+    alice = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session_cookie(users.alice)}"}
+    charlie = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session_cookie(users.charlie)}"}  # pending approval
+    bearer = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=live_daphne.url, timeout=30) as http:
+        listed = http.get("/api/models", headers=alice)
+        assert listed.status_code == 200 and [m["id"] for m in listed.json()["data"]] == ["orphan"]
+        assert listed.headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware's headers, inline
+        assert_error(http.get("/api/models", headers=charlie), 403, code="account_pending")
+        assert_error(http.get("/api/models"), 401, code="missing_api_key")
+        assert_error(http.post("/api/chat/completions", headers=alice, json=GOOD), 401, code="missing_api_key")
+        assert_error(http.post("/api/chat/completions", content=b"{not json"), 401, code="missing_api_key")
+        assert_error(http.post("/api/chat/completions", headers=bearer, content=b"{not json"), 400, code="invalid_json")
+        refused = http.post("/api/v1/chat/completions", headers=bearer, json=GOOD)
+        assert_error(refused, 503, code="no_worker")
+        assert int(refused.headers["Retry-After"]) > 0
+        assert_error(http.get("/api/nothing/here", headers=bearer), 404, code="unknown_url")
+        assert_error(http.get("/api/models", headers={**bearer, "Host": "evil.example"}), 400, code="bad_request")
