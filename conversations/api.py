@@ -204,9 +204,8 @@ class ReplyStream:
         self.opening = asyncio.ensure_future(self._subscribe())
 
     async def _subscribe(self) -> None:
-        channel = await self.layer.new_channel()
-        await self.layer.group_add(self.group, channel)
-        self.channel = channel
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, self.channel)
 
     async def ready(self) -> None:
         await asyncio.shield(self.opening)

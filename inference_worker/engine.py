@@ -109,6 +109,17 @@ class Coalescer:
         self.seq = 0
         self.timer: asyncio.TimerHandle | None = None
         self.lock = asyncio.Lock()
+        self.leading: asyncio.Future | None = None  # the "start" event, published beside prefill
+
+    def lead(self, event: dict[str, Any]) -> None:
+        """Publish `event` without waiting for it, ahead of every delta and snapshot: the
+        engine starts on the prompt meanwhile instead of after a Redis round trip."""
+        self.leading = asyncio.ensure_future(self.host.publish(self.group, event))
+
+    async def led(self) -> None:
+        """Wait until the leading event is out (before anything else of this request is sent)."""
+        if self.leading is not None:
+            await self.leading
 
     async def push(self, content: str, reasoning: str) -> None:
         self.content += content
@@ -144,6 +155,7 @@ class Coalescer:
             self.seq += 1
             self.sent_any = True
             self.last_sent = time.monotonic()
+            await self.led()
             await self.host.publish(self.group, event)
 
     async def snapshot(self) -> None:
@@ -153,6 +165,7 @@ class Coalescer:
         appends those after it.
         """
         async with self.lock:
+            await self.led()
             await self.host.publish(
                 self.group,
                 {"event": "snapshot", "seq": self.seq, "content": self.sent_content, "reasoning": self.sent_reasoning},
@@ -586,8 +599,7 @@ class EngineHost:
             sampling = self._sampling_params(job, prompt)
             state.started_at = time.time()
             state.status = "streaming"
-            await self.publish(
-                group,
+            self.coalescers[rid].lead(
                 {
                     "event": "start",
                     "worker": self.worker_name,
@@ -595,7 +607,7 @@ class EngineHost:
                     "queue_wait_ms": max(0.0, (state.started_at - state.enqueued_at) * 1000),
                     "prompt_tokens": state.prompt_tokens,
                     "dropped_messages": prompt.dropped,
-                },
+                }
             )
             await self._stream(prompt, sampling, state)
             return state
@@ -609,8 +621,10 @@ class EngineHost:
         finally:
             state.finished_at = state.finished_at or time.time()
             self.requests.pop(rid, None)
-            self.coalescers.pop(rid, None)
+            coalescer = self.coalescers.pop(rid, None)
             self.last_activity = time.monotonic()
+            if coalescer is not None:
+                await coalescer.led()  # "start" goes out before the final event
 
     def _stopped(self, state: RequestState) -> RequestState:
         """A request stopped before the engine had it: nothing written, nothing to abort."""
