@@ -73,11 +73,13 @@ class Processes:
         self.logs = ROOT / "var" / "bench-logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("w")
         proc = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -101,11 +103,10 @@ class Processes:
         wait_for(up, 10, "redis-server")
         return proc
 
-    def daphne(self, name: str = "daphne") -> tuple[subprocess.Popen, str]:
+    def daphne(self, name: str = "daphne", cwd: Path = ROOT) -> tuple[subprocess.Popen, str]:
         port = free_port()
-        proc = self.start(
-            name, [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"]
-        )
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"]
+        proc = self.start(name, argv, cwd=cwd)
 
         def up() -> bool:
             if proc.poll() is not None:
@@ -116,9 +117,9 @@ class Processes:
         wait_for(up, 30, "daphne")
         return proc, f"127.0.0.1:{port}"
 
-    def worker(self, model: str, tag: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def worker(self, model: str, tag: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.Popen:
         argv = [sys.executable, "manage.py", "run_worker", "--model", model, "--name", tag, "--loglevel", "WARNING"]
-        return self.start(f"worker-{tag}", argv, env)
+        return self.start(f"worker-{tag}", argv, env, cwd)
 
     def running(self) -> list[int]:
         return [proc.pid for proc in self.started if proc.poll() is None]

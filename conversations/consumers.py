@@ -54,19 +54,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     resync_stored: dict | None = None
     resync_timer: asyncio.TimerHandle | None = None
 
-    # Worker events for this socket: every delta of an answer is one.
-    RELAYED = frozenset({"chat.event", "conversation.event"})
+    # Worker events for this socket (every delta of an answer is one) and the page's frames.
+    DIRECT = frozenset({"chat.event", "conversation.event", "websocket.receive"})
 
     async def dispatch(self, message: dict) -> None:
-        """Relay worker events without Channels' per-message database hop.
+        """Relay worker events and handle the page's frames without Channels' per-message
+        database hop.
 
         Channels runs close_old_connections in a worker thread before every handler
         (aclose_old_connections): a thread round trip per streamed delta, about half
-        of daphne's busy time with 32 answers streaming (py-spy, bench/serving.py).
-        These handlers reach the database only through database_sync_to_async, which
-        closes stale connections on its own, so they skip it; all else keeps it.
+        of daphne's busy time with 32 answers streaming (py-spy, bench/serving.py), and
+        one more on the way to every answer's first token. These handlers reach the
+        database only through database_sync_to_async, which closes stale connections
+        on its own, so they skip it; connect and disconnect keep it.
         """
-        if message.get("type") in self.RELAYED:
+        if message.get("type") in self.DIRECT:
             await getattr(self, get_handler_name(message))(message)
         else:
             await super().dispatch(message)
