@@ -1,7 +1,7 @@
 """What chatweb costs between the engine and its users: the same model and engine
 settings, the same prompt and answer length, served four ways in one run.
 
-    .venv/bin/python bench/serving.py [--levels 1,8,32] [--tokens 128] [--dtype bfloat16]
+    .venv/bin/python bench/serving.py [--levels 1,8,32] [--tokens 128] [--dtype bfloat16] [--requests 8]
 
 1. raw: vLLM's AsyncLLM in process, built by chatweb's own EngineHost (the ceiling);
 2. vllm: vLLM's OpenAI server (`python -m vllm.entrypoints.openai.api_server`),
