@@ -105,8 +105,9 @@ def _session_user(request: HttpRequest):
     return get_user(request)
 
 
-def _authenticate(request: HttpRequest, site: SiteSettings) -> ApiCaller | JsonResponse:
-    """A bearer API key, or (for reads only) a signed-in session."""
+def _authenticate(request: HttpRequest, site: SiteSettings | None = None) -> ApiCaller | JsonResponse:
+    """A bearer API key, or (for reads only) a signed-in session. `site`: the settings row when
+    the caller has read it already (a key needs it; a session does not)."""
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, key = header.partition(" ")
@@ -119,7 +120,7 @@ def _authenticate(request: HttpRequest, site: SiteSettings) -> ApiCaller | JsonR
             return api_error(401, "This API key was revoked.", code="invalid_api_key")
         if not row.is_live:
             return api_error(401, "This API key has expired.", code="expired_api_key")
-        if not site.api_keys_enabled:
+        if not (site or SiteSettings.load()).api_keys_enabled:
             return api_error(403, "API keys are turned off on this site; ask an admin.", code="api_keys_disabled")
         caller = ApiCaller(row.user, row)
     else:
@@ -170,7 +171,7 @@ async def models(request: HttpRequest) -> JsonResponse:
 
 
 def _models(request: HttpRequest) -> JsonResponse:
-    caller = _authenticate(request, SiteSettings.load())
+    caller = _authenticate(request)
     if isinstance(caller, HttpResponse):
         return caller
     data = [
