@@ -144,6 +144,17 @@ class Processes:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+def unlimited_user(email: str):
+    """A user of the benchmark's scratch site, with the site's default limits off: the
+    benchmarks measure serving, not quotas."""
+    from accounts.models import Role, SiteSettings, User
+
+    site = SiteSettings.load()
+    site.default_requests_per_minute = site.default_concurrent_generations = site.default_tokens_per_day = 0
+    site.save()
+    return User.objects.create_user(email, "x" * 20, role=Role.USER)
+
+
 def session_cookie(user) -> str:
     from django.conf import settings
     from django.test import Client

@@ -49,16 +49,12 @@ def main() -> None:
     cpu_engine_env()
     common.fresh_database(db)
 
-    from accounts.models import Role, SiteSettings, User
     from accounts.services import api_key_create
     from conversations.models import Conversation
     from inference_worker import presence
     from inference_worker.models import ChatModel
 
-    site = SiteSettings.load()
-    site.default_requests_per_minute = site.default_concurrent_generations = site.default_tokens_per_day = 0
-    site.save()
-    user = User.objects.create_user("ab@example.com", "x" * 20, role=Role.USER)
+    user = common.unlimited_user("ab@example.com")
     key = api_key_create(user=user, name="ab")[1]
     sides = {"a": args.a.resolve(), "b": args.b.resolve()}
     procs = common.Processes()
@@ -133,10 +129,13 @@ async def pairs(args, sides, address, key, cookie, conversations) -> list[dict]:
         for path, one in paths.items():
             for side in order:
                 results[(path, side)].append(await one(side))
+
+    def p50(values) -> float:
+        return round(statistics.median(values), 1)
+
     rows = []
     for path in paths:
         a, b = results[(path, "a")], results[(path, "b")]
-        p50 = lambda values: round(statistics.median(values), 1)  # noqa: E731
         row = {"path": path, "pairs": len(a)}
         for i, what in ((0, "start"), (1, "ttft")):  # the "start" event: the engine has the request
             row[f"a_{what}_p50_ms"] = p50(x[i] for x in a)

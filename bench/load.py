@@ -106,14 +106,11 @@ def main() -> None:
     import redis
     from django.conf import settings
 
-    from accounts.models import Role, SiteSettings, User
     from conversations.models import Conversation
     from inference_worker import presence
     from inference_worker.models import ChatModel
 
-    site = SiteSettings.load()
-    site.default_requests_per_minute = site.default_concurrent_generations = site.default_tokens_per_day = 0
-    site.save()
+    user = common.unlimited_user("load@example.com")
     model = ChatModel.objects.create(
         name=MODEL,
         display_name="SmolLM2 (load)",
@@ -125,7 +122,6 @@ def main() -> None:
         cpu_kv_cache_gib=1.0,
         enforce_eager=True,
     )
-    user = User.objects.create_user("load@example.com", "x" * 20, role=Role.USER)
     cookie = common.session_cookie(user)
     idle_ids = [Conversation.objects.create(owner=user, model=model, title=f"idle {i}").pk for i in range(args.idle)]
 

@@ -230,16 +230,12 @@ def vllm_rows(args, procs: common.Processes) -> list[dict]:
 
 
 def chatweb_rows(args, procs: common.Processes) -> list[dict]:
-    from accounts.models import Role, SiteSettings, User
     from accounts.services import api_key_create
     from conversations.models import Conversation
     from inference_worker import presence
     from inference_worker.models import ChatModel
 
-    site = SiteSettings.load()
-    site.default_requests_per_minute = site.default_concurrent_generations = site.default_tokens_per_day = 0
-    site.save()
-    user = User.objects.create_user("serving@example.com", "x" * 20, role=Role.USER)
+    user = common.unlimited_user("serving@example.com")
     key = api_key_create(user=user, name="bench")[1]
     model = ChatModel.objects.get(name=MODEL)
     _, address = procs.daphne()
