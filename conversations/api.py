@@ -205,6 +205,7 @@ class ReplyStream:
         self.opening = asyncio.ensure_future(self._subscribe())
 
     async def _subscribe(self) -> None:
+        await presence.keep_layer_listening(self.layer)
         self.channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self.channel)
 

@@ -89,6 +89,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.show_reasoning = await self._may_see_reasoning(user)
         await self.accept()
         try:
+            await presence.keep_layer_listening(self.channel_layer)  # for the sockets after this one
+        except (OSError, redis.RedisError):
+            pass
+        try:
             await self._layer(
                 self.channel_layer.group_add, presence.conversation_group(conversation_id), self.channel_name
             )

@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import weakref
 from typing import Any
 
 import redis
@@ -59,6 +61,32 @@ def reply_group(request_id: str) -> str:
 def conversation_group(conversation_id: int) -> str:
     """Events about a conversation rather than one answer (its new title)."""
     return f"conversation.{conversation_id}"
+
+
+LISTENING_PREFIX = "listening."
+_listening: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+async def keep_layer_listening(layer) -> None:
+    """Hold one subscription on this event loop's channel layer for as long as it runs.
+
+    channels-redis's pub/sub reader (4.3) reads messages as they come only while its
+    process subscribes to something; with nothing subscribed it sleeps 100 ms between
+    looks. A web process with no socket open (an API client on its own, or the first
+    visitor) subscribed a reply group while its reader slept, and the answer's first
+    event waited for the reader to wake: up to 100 ms, 9-17 ms at p50 for the API's
+    first chunk (docs/PERFORMANCE.md). A channel of our own that nothing is ever sent
+    to keeps the reader reading; redis-py subscribes it again after a reconnect.
+    """
+    loop = asyncio.get_running_loop()
+    if loop in _listening:
+        return
+    _listening.add(loop)
+    try:
+        await layer.new_channel(LISTENING_PREFIX)
+    except BaseException:
+        _listening.discard(loop)  # Redis away: the next caller tries again
+        raise
 
 
 def live_workers(model: str | None = None) -> list[dict[str, Any]]:

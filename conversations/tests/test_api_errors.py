@@ -15,6 +15,7 @@ from accounts.models import ApiKey, SiteSettings, UsageDay
 from accounts.services import api_key_create, api_key_revoke
 from conftest import session_cookie
 from conversations.models import Conversation, Message
+from inference_worker import presence
 
 pytestmark = pytest.mark.django_db
 
@@ -152,7 +153,7 @@ def test_odd_bodies_and_text_are_400_not_500(users, orphan, key):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_daphne_serves_the_api_without_the_browser_middleware(live_daphne, users, orphan, key):
+def test_daphne_serves_the_api_without_the_browser_middleware(live_daphne, users, orphan, key, redis_server):
     """Under daphne, /api/ skips settings.MIDDLEWARE (conversations.api.ApiHandler): the views read
     the session themselves, the caller is judged before the body, and Django's own errors keep
     the API's shape."""
@@ -171,5 +172,9 @@ def test_daphne_serves_the_api_without_the_browser_middleware(live_daphne, users
         refused = http.post("/api/v1/chat/completions", headers=bearer, json=GOOD)
         assert_error(refused, 503, code="no_worker")
         assert int(refused.headers["Retry-After"]) > 0
+        # Its reply subscription is gone, but daphne still listens (presence.keep_layer_listening):
+        # channels-redis's reader would otherwise sleep 100 ms at a time and delay the next answer.
+        assert redis_server.client.pubsub_channels(f"*{presence.LISTENING_PREFIX}*")
+        assert not redis_server.client.pubsub_channels("*__group__reply.*")
         assert_error(http.get("/api/nothing/here", headers=bearer), 404, code="unknown_url")
         assert_error(http.get("/api/models", headers={**bearer, "Host": "evil.example"}), 400, code="bad_request")
