@@ -11,10 +11,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatweb.sqlite import keep_wal  # noqa: E402
 from conversations.api import ApiHandler  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 api_asgi_app = ApiHandler()  # /api/: no browser middleware (see ApiHandler)
+keep_wal()  # SQLite only: see there
 
 
 async def http(scope, receive, send) -> None:
