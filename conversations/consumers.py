@@ -144,7 +144,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return services.active_messages(conversation).order_by("-created").first()
 
     @database_sync_to_async
-    def _start_turn(self, content: dict, request_id: str):
+    def _start_turn(self, content: dict, request_id: str) -> tuple[services.Turn, int | None]:
+        """The turn, stored and enqueued, and how many answers wait ahead of it, in one hop
+        (the count comes after the enqueue, so the worker does not wait for it)."""
+        turn = self._store_turn(content, request_id)
+        return turn, self._queued_ahead(turn.assistant_message.pk)
+
+    def _store_turn(self, content: dict, request_id: str) -> services.Turn:
         conversation = Conversation.objects.select_related("model").filter(pk=self.conversation_id).first()
         if conversation is None:
             raise services.SendError("This conversation was deleted.", "not_found")
@@ -168,8 +174,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _queue_position(self) -> int | None:
-        """How many answers for the same model wait ahead of ours (None once ours has started)."""
-        message = Message.objects.filter(pk=self.message_id).only("status", "model_name").first()
+        return self._queued_ahead(self.message_id)
+
+    @staticmethod
+    def _queued_ahead(message_id: int | None) -> int | None:
+        """How many answers for the same model wait ahead of this one (None once it has started)."""
+        message = Message.objects.filter(pk=message_id).only("status", "model_name").first()
         if message is None or message.status != MessageStatus.QUEUED:
             return None
         return Message.objects.filter(
@@ -252,7 +262,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._error("The message queue is unreachable right now; try again in a moment.", "queue_down")
             return
         try:
-            turn = await self._start_turn(content, request_id)
+            turn, ahead = await self._start_turn(content, request_id)
         except services.SendError as exc:
             await self._unfollow()
             await self._error(exc.message, exc.code)
@@ -270,7 +280,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "title": turn.title,
             }
         )
-        ahead = await self._queue_position()
         if ahead:  # others wait before this one: say so now, the watchdog keeps it current
             await self.send_json({"type": "queue", "message_id": self.message_id, "ahead": ahead})
             self.queue_ahead = ahead

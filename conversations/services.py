@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -86,6 +86,8 @@ def branch(message: Message | None) -> list[Message]:
     """The messages from the root down to `message` (one query for the conversation)."""
     if message is None:
         return []
+    if message.parent_id is None:  # a conversation's first message: nothing to look up
+        return [message]
     by_id = {m.pk: m for m in Message.objects.filter(conversation_id=message.conversation_id)}
     chain = []
     current: Message | None = by_id.get(message.pk)
@@ -196,11 +198,11 @@ def conversation_send(
     params, model, request_id = _turn_setup(conversation, params, request_id)
     with _quota(user, request_id), transaction.atomic():
         _lock(conversation)
-        parent, _ = _parent_for(conversation, parent_id, edit_of)
+        parent, named = _parent_for(conversation, parent_id, edit_of)
         if parent is not None and parent.role == MessageRole.USER:
             raise SendError("Answer the open question first (regenerate it), or edit it.", "bad_parent")
         _refuse_if_busy(conversation)
-        first = not conversation.messages.exists()
+        first = parent is None and not named  # not even a latest message: the conversation is empty
         user_message = Message.objects.create(
             conversation=conversation, parent=parent, role=MessageRole.USER, content=content
         )
@@ -276,8 +278,10 @@ def _quota(user: User, request_id: str) -> Iterator[None]:
 
 def _lock(conversation: Conversation) -> None:
     """Serialise turns of one conversation (two tabs sending at once): a row lock on
-    PostgreSQL; SQLite's IMMEDIATE transactions already serialise every writer."""
-    Conversation.objects.select_for_update().filter(pk=conversation.pk).exists()
+    PostgreSQL. On SQLite every transaction begins IMMEDIATE (settings.DATABASES), so
+    it already holds the database's one write lock: no query needed."""
+    if connection.vendor != "sqlite":
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).exists()
 
 
 def _refuse_if_busy(conversation: Conversation) -> None:
