@@ -17,7 +17,7 @@ the request to the engine; on the API, the first chunk, which carries the role) 
 the first token, the table gives each side's p50 and the p50 of the paired differences
 (a - b); and chatweb's own part of the first token: the client's time less the
 engine's (`time_to_first_token_ms` of the websocket's `done` event; the API does not
-carry it). Writes bench/results/first-token-ab.csv.
+carry it), each side's p50 and the p50 of the paired differences. Writes bench/results/first-token-ab.csv.
 """
 
 from __future__ import annotations
@@ -144,6 +144,9 @@ async def pairs(args, sides, address, key, cookie, conversations) -> list[dict]:
         # chatweb's part of the first token: the client's time less the engine's (websocket only)
         row["a_chatweb_p50_ms"] = p50(x[1] - x[2] for x in a) if path == "ws" else None
         row["b_chatweb_p50_ms"] = p50(x[1] - x[2] for x in b) if path == "ws" else None
+        row["a_minus_b_chatweb_p50_ms"] = (
+            p50((x[1] - x[2]) - (y[1] - y[2]) for x, y in zip(a, b, strict=True)) if path == "ws" else None
+        )
         rows.append(row)
     return rows
 
