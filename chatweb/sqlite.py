@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from pathlib import Path
 
 from django.db import connections
 
@@ -31,14 +32,21 @@ def keep_wal(alias: str = "default") -> None:
     settings_dict = connections[alias].settings_dict
     if settings_dict["ENGINE"] != "django.db.backends.sqlite3" or alias in _held:
         return
-    name = str(settings_dict["NAME"])
     if connections[alias].is_in_memory_db():
         return
+    held = hold(Path(settings_dict["NAME"]))
+    if held is not None:
+        _held[alias] = held
+
+
+def hold(path: Path) -> sqlite3.Connection | None:
+    """An idle connection to the database at `path` that has opened its log; None (and a
+    warning) where there is no such database: it never creates one (mode=rw)."""
+    uri = f"{path.resolve().as_uri()}?mode=rw"  # as_uri: a path with ? or # stays a path
     try:
-        # mode=rw: never create the file (a database not migrated yet is someone else's job)
-        held = sqlite3.connect(f"file:{name}?mode=rw", uri=True, isolation_level=None, check_same_thread=False)
+        held = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         held.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the log and its index
     except sqlite3.Error as exc:
-        log.warning("not holding %s open (%s)", name, exc)
-        return
-    _held[alias] = held
+        log.warning("not holding %s open (%s)", path, exc)
+        return None
+    return held
