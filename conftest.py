@@ -254,6 +254,13 @@ def _fresh_cache():
 
 def pytest_configure(config):
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+    test_db = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if test_db and not config.getoption("reuse_db", False):
+        # A run killed while daphne held the test database (chatweb.sqlite) leaves its log
+        # behind; Django recreates only the database file, and SQLite would replay the old
+        # log into the new one.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{test_db}{suffix}").unlink(missing_ok=True)
 
 
 BROWSER_FIXTURES = {"browser", "new_page"}

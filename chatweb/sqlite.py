@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sqlite3
 from pathlib import Path
@@ -37,16 +38,20 @@ def keep_wal(alias: str = "default") -> None:
     held = hold(Path(settings_dict["NAME"]))
     if held is not None:
         _held[alias] = held
+        atexit.register(held.close)  # a clean exit leaves no log behind (the last one out deletes it)
 
 
 def hold(path: Path) -> sqlite3.Connection | None:
     """An idle connection to the database at `path` that has opened its log; None (and a
     warning) where there is no such database: it never creates one (mode=rw)."""
     uri = f"{path.resolve().as_uri()}?mode=rw"  # as_uri: a path with ? or # stays a path
+    held = None
     try:
         held = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         held.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the log and its index
     except sqlite3.Error as exc:
+        if held is not None:
+            held.close()
         log.warning("not holding %s open (%s)", path, exc)
         return None
     return held

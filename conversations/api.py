@@ -205,7 +205,8 @@ class ReplyStream:
         self.opening = asyncio.ensure_future(self._subscribe())
 
     async def _subscribe(self) -> None:
-        await presence.keep_layer_listening(self.layer)
+        with contextlib.suppress(OSError, redis.RedisError):  # only a speed-up: new_channel says if Redis is away
+            await presence.keep_layer_listening(self.layer)
         self.channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self.channel)
 

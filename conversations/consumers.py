@@ -21,6 +21,7 @@ import redis
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import DatabaseError
 
 from accounts.models import SiteSettings
 from conversations import services
@@ -148,7 +149,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """The turn, stored and enqueued, and how many answers wait ahead of it, in one hop
         (the count comes after the enqueue, so the worker does not wait for it)."""
         turn = self._store_turn(content, request_id)
-        return turn, self._queued_ahead(turn.assistant_message.pk)
+        try:
+            return turn, self._queued_ahead(turn.assistant_message.pk)
+        except DatabaseError:  # the turn is stored and queued; its place can wait for the watchdog
+            return turn, None
 
     def _store_turn(self, content: dict, request_id: str) -> services.Turn:
         conversation = Conversation.objects.select_related("model").filter(pk=self.conversation_id).first()

@@ -76,7 +76,10 @@ async def keep_layer_listening(layer) -> None:
     visitor) subscribed a reply group while its reader slept, and the answer's first
     event waited for the reader to wake: up to 100 ms, 9-17 ms at p50 for the API's
     first chunk (docs/PERFORMANCE.md). A channel of our own that nothing is ever sent
-    to keeps the reader reading; redis-py subscribes it again after a reconnect.
+    to keeps the reader reading; redis-py subscribes it again after a reconnect. (While
+    Redis is away, the awake reader logs its failed reads once a second.) Remembered
+    per loop: a layer flushed on a running loop would lose it until the loop ends;
+    chatweb never flushes one.
     """
     loop = asyncio.get_running_loop()
     if loop in _listening:
