@@ -509,12 +509,22 @@ class EngineHost:
 
     # --- requests ----------------------------------------------------------------
 
-    def submit(self, job: dict[str, Any]) -> tuple[RequestState, concurrent.futures.Future]:
+    def submit(
+        self, job: dict[str, Any], claimed: concurrent.futures.Future | None = None
+    ) -> tuple[RequestState, concurrent.futures.Future]:
+        """Run `job` on the engine. `claimed`, if given, resolves to whether this worker won
+        the job's message (the task thread claims it meanwhile): the engine checks for a
+        stop and builds the prompt while it waits, and drops the request on False before
+        anything is published or generated."""
         state = RequestState(request_id=job["request_id"], enqueued_at=job.get("enqueued_at") or time.time())
         self.held.add(state.request_id)
         self.requests[state.request_id] = state
-        future = asyncio.run_coroutine_threadsafe(self._generate(job, state), self.loop)
+        future = asyncio.run_coroutine_threadsafe(self._generate(job, state, claimed), self.loop)
         return state, future
+
+    @staticmethod
+    async def _won(claimed: concurrent.futures.Future | None) -> bool:
+        return claimed is None or bool(await asyncio.wrap_future(claimed))
 
     async def _stopped_before_start(self, request_id: str) -> bool:
         try:
@@ -550,7 +560,9 @@ class EngineHost:
             extra_args=extra,
         )
 
-    async def _generate(self, job: dict[str, Any], state: RequestState) -> RequestState:
+    async def _generate(
+        self, job: dict[str, Any], state: RequestState, claimed: concurrent.futures.Future | None = None
+    ) -> RequestState:
         rid = state.request_id
         group = presence.reply_group(rid)
         # Before any await: a snapshot request must always find this request's coalescer.
@@ -559,6 +571,8 @@ class EngineHost:
             if await self._stopped_before_start(rid):
                 return self._stopped(state)
             if self.state not in ("ready", "busy"):
+                if not await self._won(claimed):  # say nothing about a message that is not ours
+                    return self._dropped(state)
                 await self.publish(
                     group,
                     {
@@ -597,6 +611,8 @@ class EngineHost:
                 return state
             state.prompt_tokens = len(prompt.token_ids)
             sampling = self._sampling_params(job, prompt)
+            if not await self._won(claimed):
+                return self._dropped(state)
             state.started_at = time.time()
             state.status = "streaming"
             self.coalescers[rid].lead(
@@ -625,6 +641,12 @@ class EngineHost:
             self.last_activity = time.monotonic()
             if coalescer is not None:
                 await coalescer.led()  # "start" goes out before the final event
+
+    @staticmethod
+    def _dropped(state: RequestState) -> RequestState:
+        """A request whose message another claimed first (stopped, deleted or failed while queued)."""
+        state.status, state.final_event = "dropped", None
+        return state
 
     def _stopped(self, state: RequestState) -> RequestState:
         """A request stopped before the engine had it: nothing written, nothing to abort."""

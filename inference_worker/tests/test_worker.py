@@ -6,6 +6,7 @@ the local SmolLM2 (float32, greedy). Nothing is mocked.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -288,3 +289,70 @@ def test_a_reconnecting_socket_resumes_the_answer_in_progress(live_daphne, users
     # The resumed page (snapshot + later deltas) shows exactly the stored answer: no gap, no repeat.
     later = "".join(e.get("content", "") for e in rest if e["type"] == "delta")
     assert resume["content"] + later == stored.content
+
+
+def test_a_job_whose_message_was_taken_meanwhile_is_dropped_without_a_word(users, smollm2, smollm2_worker):
+    """The engine builds the prompt while the task claims the message; a message no longer
+    queued (here failed by the web tier) loses the claim: no event, no answer, its running
+    slot given back. A job queued behind it still runs."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from accounts.quotas import quota_acquire
+    from conversations.services import enqueue
+    from inference_worker import presence
+    from inference_worker.engine import new_request_id
+
+    conv = conversation(users.alice, smollm2)
+    question = Message.objects.create(conversation=conv, role="user", content=FRANCE)
+    jobs = []
+    for status in ("failed", "queued"):
+        request_id = new_request_id()
+        answer = Message.objects.create(
+            conversation=conv,
+            parent=question,
+            role="assistant",
+            status=status,
+            request_id=request_id,
+            model_name=smollm2.name,
+        )
+        quota_acquire(user=users.alice, request_id=request_id)
+        jobs.append(
+            {
+                "request_id": request_id,
+                "message_id": answer.pk,
+                "user_id": users.alice.pk,
+                "conversation_id": conv.pk,
+                "model": smollm2.name,
+                "messages": [{"role": "user", "content": FRANCE}],
+                "params": {"temperature": 0, "max_tokens": 8},
+                "quota_user_id": users.alice.pk,
+            }
+        )
+    taken, behind = jobs
+
+    async def listen() -> tuple[list[dict], list[dict]]:
+        layer = get_channel_layer()
+        channels = []
+        for job in jobs:
+            channels.append(await layer.new_channel())
+            await layer.group_add(presence.reply_group(job["request_id"]), channels[-1])
+        for job in jobs:  # one queue, in this order: the worker meets `taken` first
+            enqueue(job, smollm2.queue)
+        events = [await asyncio.wait_for(layer.receive(channels[1]), 180)]
+        while events[-1]["event"] not in ("done", "error"):
+            events.append(await asyncio.wait_for(layer.receive(channels[1]), 180))
+        try:  # `taken` was dropped long before `behind` finished: anything it sent is here by now
+            said = [await asyncio.wait_for(layer.receive(channels[0]), 1)]
+        except TimeoutError:
+            said = []
+        return said, events
+
+    said, events = async_to_sync(listen)()
+    assert events[-1]["event"] == "done", events
+    assert said == [], said
+    assert Message.objects.get(pk=behind["message_id"]).status == "done"
+    dropped = Message.objects.get(pk=taken["message_id"])
+    assert dropped.status == "failed" and dropped.content == "" and not dropped.worker
+    running = presence.client().zrange(f"chatweb:quota:running:{users.alice.pk}", 0, -1)
+    assert running == [], running
