@@ -298,7 +298,7 @@ def test_a_job_whose_message_was_taken_meanwhile_is_dropped_without_a_word(users
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from accounts.quotas import quota_acquire
+    from accounts.quotas import PREFIX, quota_acquire
     from conversations.services import enqueue
     from inference_worker import presence
     from inference_worker.engine import new_request_id
@@ -354,5 +354,5 @@ def test_a_job_whose_message_was_taken_meanwhile_is_dropped_without_a_word(users
     assert Message.objects.get(pk=behind["message_id"]).status == "done"
     dropped = Message.objects.get(pk=taken["message_id"])
     assert dropped.status == "failed" and dropped.content == "" and not dropped.worker
-    running = presence.client().zrange(f"chatweb:quota:running:{users.alice.pk}", 0, -1)
+    running = presence.client().zrange(f"{PREFIX}running:{users.alice.pk}", 0, -1)
     assert running == [], running
