@@ -77,7 +77,7 @@ def run_source(
             await asyncio.sleep(0.005)
         streams = []
         for rid in request_ids:
-            await host.publish(f"reply.{rid}", {"event": "start", "worker": host.worker_name, "model": "relay"})
+            await host.reply(rid, {"event": "start", "worker": host.worker_name, "model": "relay"})
             host.coalescers[rid] = Coalescer(host, rid, host.publish_interval)  # as EngineHost._generate does
             streams.append(host.coalescers[rid])
         started = loop.time()
@@ -88,7 +88,7 @@ def run_source(
             await asyncio.sleep(max(0.0, delay))  # lets the coalescers' timers run
         for coalescer in streams:
             await coalescer.flush()
-            await host.publish(coalescer.group, {"event": "done", "status": "done", "finish_reason": "length"})
+            await host.reply(coalescer.request_id, {"event": "done", "status": "done", "finish_reason": "length"})
         heartbeat.cancel()
 
     asyncio.run(main())

@@ -54,6 +54,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     resync_buffer: list[dict] | None = None  # deltas held until the worker's snapshot
     resync_stored: dict | None = None
     resync_timer: asyncio.TimerHandle | None = None
+    ending: dict | None = None  # the watchdog's end of this answer, waiting for its barrier
 
     # Worker events for this socket (every delta of an answer is one) and the page's frames.
     DIRECT = frozenset({"chat.event", "conversation.event", "websocket.receive"})
@@ -371,6 +372,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.watchdog is not None and self.watchdog is not asyncio.current_task():
             self.watchdog.cancel()
         self.watchdog = None
+        self.ending = None
+        self.resync_buffer = None  # a resync still waiting for its snapshot ends with the answer
+        if self.resync_timer is not None:
+            self.resync_timer.cancel()
+            self.resync_timer = None
         request_id, self.request_id, self.message_id, self.worker = self.request_id, None, None, None
         if request_id:
             try:
@@ -384,7 +390,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         While the answer waits in the queue, also tell the page its place.
         """
         while self.request_id:
+            slept = time.monotonic()
             await asyncio.sleep(WATCHDOG_SECONDS)
+            stalled = time.monotonic() - slept > WATCHDOG_SECONDS + 1  # this process froze meanwhile
+            if self.ending is not None:
+                if not stalled:  # the barrier should have come back long ago: the subscription is gone
+                    await self._end(self.ending)
+                    return
+                continue  # let what reached us while frozen through first
             if self.message_id is not None and not self.started:
                 position = await self._queue_position()
                 if position is not None and position != self.queue_ahead:
@@ -396,10 +409,31 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 continue
             ending = await self._check_lost()
             if ending:
-                await self.send_json({**ending, "message_id": self.message_id})
-                self.watchdog = None
-                await self._unfollow()
-                return
+                await self._end_behind_stream({**ending, "message_id": self.message_id})
+
+    async def _end_behind_stream(self, ending: dict) -> None:
+        """End the answer with what the watchdog found, once everything the worker sent
+        before it has been relayed.
+
+        The watchdog reads the stored message while deltas may still be on their way to
+        this socket: a daphne that froze for a few seconds (GC, a descheduled VM, swap)
+        wakes to an answer finished in the database and its deltas unread. A barrier sent
+        to the answer's reply group comes back behind them (Redis delivers one channel's
+        messages in order), and the end goes out when it does. If it never comes back,
+        the subscription is gone and the watchdog's next round ends the answer anyway.
+        """
+        self.ending = ending
+        try:
+            await self.channel_layer.group_send(
+                presence.reply_group(self.request_id),
+                {"type": "chat.event", "event": "barrier", "request_id": self.request_id, "to": self.channel_name},
+            )
+        except (OSError, redis.RedisError):
+            await self._end(ending)  # nothing more comes through a Redis that is away
+
+    async def _end(self, ending: dict) -> None:
+        await self.send_json(ending)
+        await self._unfollow()
 
     async def _end_resync(self, snapshot: dict | None, *, stored: dict | None = None) -> None:
         if self.resync_buffer is None:
@@ -434,8 +468,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_event(self, event: dict) -> None:
         """A worker's event for the generation this socket follows."""
-        self.last_event = time.monotonic()
+        if self.request_id is None or event.get("request_id", self.request_id) != self.request_id:
+            return  # the answer this socket followed before: its last events were already on their way
         kind = event.get("event")
+        if kind == "barrier":
+            if event.get("to") == self.channel_name and self.ending is not None:
+                await self._end(self.ending)  # every event sent before the watchdog's end is out
+            return  # another socket's
+        self.last_event = time.monotonic()
         if kind == "snapshot":
             if self.resync_buffer is not None:
                 await self._end_resync(event)
@@ -450,7 +490,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _relay(self, event: dict) -> None:
         kind = event.get("event")
-        payload = {k: v for k, v in event.items() if k not in ("type", "event")}
+        payload = {k: v for k, v in event.items() if k not in ("type", "event", "request_id")}
         if kind in ("start", "status") and event.get("worker"):
             self.worker = event["worker"]  # the watchdog checks this worker from now on
         if kind == "start":

@@ -101,7 +101,7 @@ class Coalescer:
 
     def __init__(self, host: EngineHost, request_id: str, interval: float | Callable[[], float]) -> None:
         # interval: seconds, or a function of the moment (EngineHost.publish_interval)
-        self.host, self.group, self.interval = host, presence.reply_group(request_id), interval
+        self.host, self.request_id, self.interval = host, request_id, interval
         self.content = self.reasoning = ""  # waiting to be sent
         self.sent_content = self.sent_reasoning = ""  # everything sent so far
         self.last_sent = 0.0
@@ -114,7 +114,7 @@ class Coalescer:
     def lead(self, event: dict[str, Any]) -> None:
         """Publish `event` without waiting for it, ahead of every delta and snapshot: the
         engine starts on the prompt meanwhile instead of after a Redis round trip."""
-        self.leading = asyncio.ensure_future(self.host.publish(self.group, event))
+        self.leading = asyncio.ensure_future(self.host.reply(self.request_id, event))
 
     async def led(self) -> None:
         """Wait until the leading event is out (before anything else of this request is sent)."""
@@ -156,7 +156,7 @@ class Coalescer:
             self.sent_any = True
             self.last_sent = time.monotonic()
             await self.led()
-            await self.host.publish(self.group, event)
+            await self.host.reply(self.request_id, event)
 
     async def snapshot(self) -> None:
         """Everything sent so far, in order with the deltas (for a socket that reconnected).
@@ -166,8 +166,8 @@ class Coalescer:
         """
         async with self.lock:
             await self.led()
-            await self.host.publish(
-                self.group,
+            await self.host.reply(
+                self.request_id,
                 {"event": "snapshot", "seq": self.seq, "content": self.sent_content, "reasoning": self.sent_reasoning},
             )
 
@@ -494,6 +494,12 @@ class EngineHost:
                 log.warning("publish to %s failed (%s), attempt %d", group, exc, attempt + 1)
                 await asyncio.sleep(0.2 * (attempt + 1))
 
+    async def reply(self, request_id: str, event: dict[str, Any]) -> None:
+        """Publish one event of a request's answer to its reply group. Each names its request:
+        a socket that has moved on to another answer drops the events of the last one that
+        were already on their way to it."""
+        await self.publish(presence.reply_group(request_id), {**event, "request_id": request_id})
+
     def publish_interval(self) -> float:
         """The least time between two deltas of one answer, now.
 
@@ -564,7 +570,6 @@ class EngineHost:
         self, job: dict[str, Any], state: RequestState, claimed: concurrent.futures.Future | None = None
     ) -> RequestState:
         rid = state.request_id
-        group = presence.reply_group(rid)
         # Before any await: a snapshot request must always find this request's coalescer.
         self.coalescers[rid] = Coalescer(self, rid, self.publish_interval)
         try:
@@ -573,8 +578,8 @@ class EngineHost:
             if self.state not in ("ready", "busy"):
                 if not await self._won(claimed):  # say nothing about a message that is not ours
                     return self._dropped(state)
-                await self.publish(
-                    group,
+                await self.reply(
+                    rid,
                     {
                         "event": "status",
                         "state": "loading",
@@ -702,7 +707,7 @@ class EngineHost:
         try:
             if state.final_event is not None:
                 future = asyncio.run_coroutine_threadsafe(
-                    self.publish(presence.reply_group(state.request_id), state.final_event), self.loop
+                    self.reply(state.request_id, state.final_event), self.loop
                 )
                 future.result(timeout=30)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -161,14 +162,22 @@ def test_the_websocket_refuses_a_foreign_origin(live_daphne, users, smollm2):
     ChatSocket(live_daphne, users.alice, conv.pk).close()
 
 
-def test_a_waiting_answer_is_told_its_place_in_the_queue(live_daphne, users, start_worker):
-    """A worker that runs one answer at a time, and three chats sent at once."""
+BREAD = " ".join(["bread"] * 120)
+
+
+@pytest.fixture(scope="module")
+def bread_worker(start_worker):
+    """The tiny gpt-oss on a queue of its own that runs one answer at a time, scripted to
+    say BREAD: long enough to stream in many deltas."""
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
     encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    long_answer = " ".join(["bread"] * 120)
-    script = encoding.encode(f"<|channel|>final<|message|>{long_answer}<|return|>", allowed_special="all")
-    start_worker("gpt-oss-single", env={"CHATWEB_SCRIPT": ",".join(map(str, script))})
+    script = encoding.encode(f"<|channel|>final<|message|>{BREAD}<|return|>", allowed_special="all")
+    return start_worker("gpt-oss-single", env={"CHATWEB_SCRIPT": ",".join(map(str, script))})
+
+
+def test_a_waiting_answer_is_told_its_place_in_the_queue(live_daphne, users, bread_worker):
+    """A worker that runs one answer at a time, and three chats sent at once."""
     model = ensure_model_row("gpt-oss-single")
     sockets = []
     try:
@@ -185,12 +194,56 @@ def test_a_waiting_answer_is_told_its_place_in_the_queue(live_daphne, users, sta
             socket.close()
     for events in outcomes:
         assert events[-1]["type"] == "done", events[-1]
-        assert "".join(e.get("content", "") for e in events if e["type"] == "delta") == long_answer
+        assert "".join(e.get("content", "") for e in events if e["type"] == "delta") == BREAD
     last = [e["type"] if e["type"] != "queue" else ("queue", e["ahead"]) for e in outcomes[2]]
     places = [k[1] for k in last if isinstance(k, tuple)]
     assert places and places[0] >= 1, last  # told at once that others are ahead
     assert places == sorted(places, reverse=True)  # and the place only moves forward
     assert last.index("start") > last.index(("queue", places[0]))
+
+
+def test_a_stalled_page_server_relays_the_whole_answer_before_its_end(live_daphne, users, bread_worker):
+    """daphne frozen while the worker streams and stores the whole answer: when it wakes, its
+    watchdog has heard nothing for longer than it waits before checking the stored message,
+    and finds it finished. The stored end must not overtake the deltas still on their way,
+    and nothing may follow the end (a GC pause, a descheduled VM or swap do the same)."""
+    import signal
+
+    from conversations.consumers import SILENCE_BEFORE_CHECK, WATCHDOG_SECONDS
+
+    conversation = Conversation.objects.create(
+        owner=users.alice,
+        model=ensure_model_row("gpt-oss-single"),
+        title="t",
+        title_auto=False,
+        params={"max_tokens": 400},
+    )
+    socket = ChatSocket(live_daphne, users.alice, conversation.pk)
+    try:
+        socket.send(type="send", content="Tell me about bread.")
+        events = socket.until("start", "error", timeout=240)
+        assert events[-1]["type"] == "start", events[-1]
+        answer = Message.objects.get(pk=events[-1]["message_id"])
+        os.kill(live_daphne.process.pid, signal.SIGSTOP)
+        try:
+            for _ in range(600):
+                answer.refresh_from_db()
+                if answer.status == "done":
+                    break
+                time.sleep(0.1)
+            time.sleep(SILENCE_BEFORE_CHECK + WATCHDOG_SECONDS)
+        finally:
+            os.kill(live_daphne.process.pid, signal.SIGCONT)
+        events += socket.until("done", "error", timeout=60)
+        socket.send(type="ping")
+        events += socket.until("pong", timeout=30)  # whatever came after the end, up to now
+    finally:
+        socket.close()
+    assert answer.status == "done" and answer.content == BREAD
+    kinds = [e["type"] for e in events]
+    assert kinds.count("done") == 1 and kinds[-2:] == ["done", "pong"], kinds
+    assert "".join(e.get("content", "") for e in events if e["type"] == "delta") == BREAD
+    assert {e.get("message_id") for e in events if e["type"] != "pong"} == {answer.pk}
 
 
 def test_a_page_that_missed_the_end_gets_the_stored_outcome(live_daphne, users, smollm2):

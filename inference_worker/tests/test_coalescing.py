@@ -14,8 +14,8 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[tuple[float, str, dict]] = []
 
-    async def publish(self, group: str, event: dict) -> None:
-        self.events.append((time.monotonic(), group, event))
+    async def reply(self, request_id: str, event: dict) -> None:
+        self.events.append((time.monotonic(), request_id, event))
 
 
 async def test_first_delta_goes_at_once_then_one_per_interval():
@@ -30,8 +30,8 @@ async def test_first_delta_goes_at_once_then_one_per_interval():
     assert len(sink.events) == 1, "pieces inside the interval wait"
     await asyncio.sleep(0.15)  # the timer flushes without another push
     assert len(sink.events) == 2
-    _, group, second = sink.events[1]
-    assert group == "reply.req1"
+    _, request_id, second = sink.events[1]
+    assert request_id == "req1"
     assert second == {"event": "delta", "seq": 1, "content": "lo, world"}
     assert sink.events[1][0] - sink.events[0][0] >= 0.095
 
