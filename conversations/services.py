@@ -118,8 +118,7 @@ def model_for(conversation: Conversation) -> ChatModel:
 
 def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
     try:
-        workers = presence.live_workers(model.name)
-        waiting = presence.queue_length(model.queue) if workers else 0
+        workers, waiting = presence.serving(model.name, model.queue)
     except Exception as exc:  # noqa: BLE001 - Redis down: say so instead of hanging
         raise SendError(
             f"The queue is unreachable ({exc.__class__.__name__}); try again shortly.", "queue_down"

@@ -270,7 +270,7 @@ class EngineHost:
                 await self.abort(request_id)
             await self._unload(final=True)
             try:
-                await self._redis.delete(presence.WORKER_PREFIX + self.worker_name)
+                await presence.unregister(self._redis, self.worker_name)
             except Exception:  # noqa: BLE001 - Redis may be gone at shutdown
                 pass
 
@@ -446,7 +446,7 @@ class EngineHost:
         try:
             beat = self.heartbeat()
             ttl = presence.LOADING_TTL if beat["state"] == "loading" else presence.HEARTBEAT_TTL
-            await self._redis.set(presence.WORKER_PREFIX + self.worker_name, presence.heartbeat_payload(**beat), ex=ttl)
+            await presence.beat(self._redis, self.worker_name, presence.heartbeat_payload(**beat), ttl)
         except Exception as exc:  # noqa: BLE001 - Redis restarts: the next beat reconnects
             log.warning("heartbeat failed: %s", exc)
 
@@ -706,9 +706,7 @@ class EngineHost:
         """Publish the final event (from the task thread, after the result is stored)."""
         try:
             if state.final_event is not None:
-                future = asyncio.run_coroutine_threadsafe(
-                    self.reply(state.request_id, state.final_event), self.loop
-                )
+                future = asyncio.run_coroutine_threadsafe(self.reply(state.request_id, state.final_event), self.loop)
                 future.result(timeout=30)
         finally:
             self.held.discard(state.request_id)

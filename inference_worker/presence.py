@@ -2,6 +2,8 @@
 
 - `chatweb:worker:<name>`: a worker's heartbeat (JSON), rewritten every
   HEARTBEAT_SECONDS with a TTL of HEARTBEAT_TTL: a worker that dies disappears.
+- `chatweb:workers`: the names of the workers that beat (a set). Readers look the
+  heartbeats up by name, and drop a name whose heartbeat has expired.
   While it loads a model the TTL is LOADING_TTL: building an engine holds the GIL
   for seconds at a time (the tokenizer alone: 1.2 s on an idle 2-vCPU machine,
   several on a busy one), and a live worker must not look dead meanwhile.
@@ -30,20 +32,34 @@ HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_TTL = 8  # three missed beats and a margin
 LOADING_TTL = 30
 WORKER_PREFIX = "chatweb:worker:"
+WORKERS_KEY = "chatweb:workers"
 ABORT_CHANNEL = "chatweb:abort"
 SYNC_CHANNEL = "chatweb:sync"
 STOP_PREFIX = "chatweb:stop:"
 STOP_TTL = 3600
 
 _client: redis.Redis | None = None
+_live: Any = None  # the heartbeat lookup script, registered on _client
+
+# The heartbeats of the registered workers, in one round trip; a name whose heartbeat
+# expired leaves the set. (Lua reads keys named at run time: one Redis, not a Cluster.)
+LIVE_SCRIPT = """
+local beats = {}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local beat = redis.call('GET', ARGV[1] .. name)
+  if beat then beats[#beats + 1] = beat else redis.call('SREM', KEYS[1], name) end
+end
+return beats
+"""
 
 
 def client() -> redis.Redis:
-    global _client
+    global _client, _live
     if _client is None:
         _client = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
+        _live = _client.register_script(LIVE_SCRIPT)
     return _client
 
 
@@ -93,22 +109,50 @@ async def keep_layer_listening(layer) -> None:
 
 
 def live_workers(model: str | None = None) -> list[dict[str, Any]]:
-    """Heartbeats of the workers alive now (optionally for one model), newest first."""
-    r = client()
-    keys = list(r.scan_iter(match=f"{WORKER_PREFIX}*", count=200))
-    beats = []
-    for raw in r.mget(keys) if keys else []:
-        if raw is None:
-            continue
-        beat = json.loads(raw)
-        if model is None or beat.get("model") == model:
-            beats.append(beat)
+    """Heartbeats of the workers alive now (optionally for one model), newest first.
+
+    One round trip whatever else Redis holds: the registry names them (a SCAN for
+    their keys walked the whole keyspace: every user's quota counters, Celery's keys,
+    the stop marks; bench/presence.py)."""
+    return _beats(_lookup()(keys=[WORKERS_KEY], args=[WORKER_PREFIX]), model)
+
+
+def serving(model: str, queue: str) -> tuple[list[dict[str, Any]], int]:
+    """A model's live workers and the jobs waiting in its Celery queue (that no worker has
+    taken yet), in one round trip."""
+    lookup = _lookup()
+    pipe = client().pipeline(transaction=False)
+    lookup(keys=[WORKERS_KEY], args=[WORKER_PREFIX], client=pipe)
+    pipe.llen(queue)
+    raw, waiting = pipe.execute()
+    return _beats(raw, model), int(waiting)
+
+
+def _lookup():
+    client()
+    return _live
+
+
+def _beats(raw: list[bytes], model: str | None) -> list[dict[str, Any]]:
+    beats = [json.loads(b) for b in raw]
+    beats = [b for b in beats if model is None or b.get("model") == model]
     return sorted(beats, key=lambda b: b.get("updated", 0), reverse=True)
 
 
-def queue_length(queue: str) -> int:
-    """Jobs waiting in a model's Celery queue that no worker has taken yet (the broker's list)."""
-    return int(client().llen(queue))
+async def beat(r, name: str, payload: str, ttl: int) -> None:
+    """Write a worker's heartbeat (`r`: a redis.asyncio client) and register its name."""
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.set(WORKER_PREFIX + name, payload, ex=ttl)
+        pipe.sadd(WORKERS_KEY, name)
+        await pipe.execute()
+
+
+async def unregister(r, name: str) -> None:
+    """A worker that shuts down: gone at once rather than when its heartbeat expires."""
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.delete(WORKER_PREFIX + name)
+        pipe.srem(WORKERS_KEY, name)
+        await pipe.execute()
 
 
 def worker_alive(name: str) -> bool:
