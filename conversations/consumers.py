@@ -50,6 +50,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     started: bool = False
     queue_ahead: int | None = None
     last_event: float = 0.0
+    next_seq: int = 0
     watchdog: asyncio.Task | None = None
     resync_buffer: list[dict] | None = None  # deltas held until the worker's snapshot
     resync_stored: dict | None = None
@@ -104,14 +105,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "ready", "active": active.pk if active else None})
         if active is not None:  # a reconnect while an answer is being written: follow it
             await self._follow(active.request_id, active.pk, active.worker or None)
-            # What was streamed so far comes from the worker (the stored text lags by
-            # up to PARTIAL_SAVE_SECONDS); deltas arriving meanwhile wait here.
-            self.resync_buffer = []
-            self.resync_stored = {"content": active.content, "reasoning": active.reasoning}
-            await database_sync_to_async(presence.request_snapshot)(active.request_id)
-            self.resync_timer = asyncio.get_running_loop().call_later(
-                RESYNC_SECONDS, lambda: asyncio.ensure_future(self._end_resync(None))
-            )
+            await self._resync({"content": active.content, "reasoning": active.reasoning}, [])
 
     async def _refuse(self, code: int) -> None:
         # A close before accept() rejects the handshake (the browser sees 1006 and
@@ -364,6 +358,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.partial = ""
         self.started = worker is not None
         self.queue_ahead = None
+        self.next_seq = 0  # the seq of the next delta: one further on means some were lost
         self.last_event = time.monotonic()
         await self._layer(self.channel_layer.group_add, presence.reply_group(request_id), self.channel_name)
         self.watchdog = asyncio.create_task(self._watch())
@@ -435,9 +430,30 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(ending)
         await self._unfollow()
 
+    async def _resync(self, stored: dict | None, buffered: list[dict]) -> None:
+        """Ask the worker for everything it has streamed so far (the stored text lags by up
+        to PARTIAL_SAVE_SECONDS); the deltas arriving meanwhile wait here.
+
+        On a reconnect, and when deltas went missing (Redis restarted while the worker
+        published them). `stored`: the text to fall back on if no worker answers within
+        RESYNC_SECONDS (None: read it then).
+        """
+        self.resync_buffer, self.resync_stored = buffered, stored
+        try:
+            await database_sync_to_async(presence.request_snapshot)(self.request_id)
+        except (OSError, redis.RedisError):
+            pass  # the stored text after RESYNC_SECONDS, then
+        self.resync_timer = asyncio.get_running_loop().call_later(
+            RESYNC_SECONDS, lambda: asyncio.ensure_future(self._end_resync(None))
+        )
+
     async def _end_resync(self, snapshot: dict | None, *, stored: dict | None = None) -> None:
         if self.resync_buffer is None:
             return
+        if snapshot is None and stored is None and self.resync_stored is None:
+            stored = await self._stored_text()  # deltas keep waiting in the buffer meanwhile
+            if self.resync_buffer is None:
+                return  # ended while the text was read
         buffered, self.resync_buffer = self.resync_buffer, None
         if self.resync_timer is not None:
             self.resync_timer.cancel()
@@ -457,6 +473,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "reasoning": base["reasoning"] if self.show_reasoning else "",
             }
         )
+        self.partial = base["content"]
+        if from_seq is not None:
+            self.next_seq = from_seq
+        elif buffered:  # no worker answered: whatever still comes continues from here
+            self.next_seq = max(self.next_seq, *(d.get("seq", 0) + 1 for d in buffered))
         for delta in buffered:
             if from_seq is not None and delta.get("seq", 0) >= from_seq:
                 await self._relay(delta)
@@ -464,7 +485,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _stored_text(self) -> dict:
         message = Message.objects.filter(pk=self.message_id).only("content", "reasoning").first()
-        return {"content": message.content, "reasoning": message.reasoning} if message else self.resync_stored
+        if message is None:
+            return self.resync_stored or {"content": self.partial, "reasoning": ""}
+        return {"content": message.content, "reasoning": message.reasoning}
 
     async def chat_event(self, event: dict) -> None:
         """A worker's event for the generation this socket follows."""
@@ -480,12 +503,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if self.resync_buffer is not None:
                 await self._end_resync(event)
             return  # another socket's resync
+        if kind == "delta" and self.resync_buffer is None and _seq(event) > self.next_seq:
+            await self._resync(None, [event])  # deltas went missing on the way: start again from the worker's text
+            return
         if self.resync_buffer is not None:
             if kind == "delta":
                 self.resync_buffer.append(event)
                 return
             if kind in ("done", "error"):  # finished before any snapshot: the stored text is final
                 await self._end_resync(None, stored=await self._stored_text())
+        elif kind in ("done", "error") and _count(event) > self.next_seq:
+            # The last deltas were lost on the way; the worker stored the answer before
+            # it sent its end, so the stored text is whole.
+            self.resync_buffer, self.resync_stored = [], None
+            await self._end_resync(None, stored=await self._stored_text())
         await self._relay(event)
 
     async def _relay(self, event: dict) -> None:
@@ -496,6 +527,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if kind == "start":
             self.started = True
         if kind == "delta":
+            self.next_seq = max(self.next_seq, _seq(event) + 1)
             self.partial += event.get("content", "")
             if not self.show_reasoning:
                 payload.pop("reasoning", None)
@@ -511,3 +543,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """An event about the conversation itself (its title), for every socket open on it."""
         if event.get("event") == "title":
             await self.send_json({"type": "title", "title": event.get("title", "")})
+
+
+def _seq(event: dict) -> int:
+    seq = event.get("seq")
+    return seq if isinstance(seq, int) else 0
+
+
+def _count(event: dict) -> int:
+    deltas = event.get("deltas")
+    return deltas if isinstance(deltas, int) else 0

@@ -699,6 +699,7 @@ class EngineHost:
             "event": "done",
             "status": state.status,
             "finish_reason": state.finish_reason,
+            "deltas": coalescer.seq,  # how many were sent: a reader that got fewer lost some
             **self._usage(state),
         }
 

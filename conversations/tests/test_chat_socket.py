@@ -287,3 +287,42 @@ def test_ignore_eos_writes_exactly_max_tokens(live_daphne, users, smollm2):
         socket.close()
     assert done["type"] == "done" and done["finish_reason"] == "length", done
     assert done["usage"]["completion_tokens"] == 30  # the answer itself ends after about 8
+
+
+def page_text(events: list[dict]) -> str:
+    """The answer as the chat page shows it: deltas appended, a resume or a recovered end replacing them."""
+    text = ""
+    for event in events:
+        if event["type"] == "delta":
+            text += event.get("content", "")
+        elif event["type"] == "resume" or (event["type"] == "done" and event.get("recovered")):
+            text = event.get("content", "")
+    return text
+
+
+def test_a_redis_restart_mid_answer_leaves_the_page_and_the_store_whole(live_daphne, users, bread_worker, redis_server):
+    """Redis away for longer than the worker retries a publish: the deltas sent meanwhile
+    are lost on the way, and the socket notices the gap in their seq and starts again from
+    the worker's text (before: the page kept a hole until reloaded)."""
+    conversation = Conversation.objects.create(
+        owner=users.alice,
+        model=ensure_model_row("gpt-oss-single"),
+        title="t",
+        title_auto=False,
+        params={"max_tokens": 400},
+    )
+    socket = ChatSocket(live_daphne, users.alice, conversation.pk)
+    try:
+        socket.send(type="send", content="Tell me about bread.")
+        events = socket.until("delta", "error", timeout=240)
+        redis_server.stop()
+        time.sleep(1.5)  # the worker gives a publish up after 1.2 s
+        redis_server.start()
+        events += socket.until("done", "error", timeout=60)
+    finally:
+        socket.close()
+    answer = Message.objects.get(pk=events[-1]["message_id"])
+    assert events[-1]["type"] == "done", events[-1]
+    assert answer.status == "done" and answer.content == BREAD
+    assert "resume" in [e["type"] for e in events]  # the answer outlived the outage: a gap to mend
+    assert page_text(events) == BREAD
