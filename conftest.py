@@ -445,6 +445,20 @@ def gpt_oss_worker(start_worker) -> WorkerProcess:
     return start_worker("gpt-oss-test", idle_seconds=GPT_OSS_IDLE_SECONDS, env={"CHATWEB_SCRIPT": script})
 
 
+BREAD = " ".join(["bread"] * 120)
+
+
+@pytest.fixture(scope="session")
+def bread_worker(start_worker) -> WorkerProcess:
+    """The tiny gpt-oss on a queue of its own that runs one answer at a time, scripted to
+    say BREAD: long enough to stream in many deltas (use max_tokens 400)."""
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    script = encoding.encode(f"<|channel|>final<|message|>{BREAD}<|return|>", allowed_special="all")
+    return start_worker("gpt-oss-single", env={"CHATWEB_SCRIPT": ",".join(map(str, script))})
+
+
 @pytest.fixture
 def gpt_oss(db, gpt_oss_worker):
     return ensure_model_row("gpt-oss-test")

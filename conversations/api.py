@@ -361,7 +361,7 @@ STOPPED = {
 def _engine_error(event: dict) -> JsonResponse:
     if event.get("code") == "context_length_exceeded":
         return api_error(400, event.get("message", ""), param="messages", code="context_length_exceeded")
-    if event.get("code") in ("worker_lost", "no_worker", "queue_down", "request_aborted"):
+    if event.get("code") in ("worker_lost", "no_worker", "queue_down", "request_aborted", "stream_lost"):
         return api_error(503, event.get("message", ""), code=event["code"], retry_after=10)
     return api_error(500, event.get("message", "The model failed."), code=event.get("code") or "engine_error")
 
@@ -370,16 +370,118 @@ def _still_served(worker: str | None, model: str) -> bool:
     return presence.worker_alive(worker) if worker else bool(presence.live_workers(model))
 
 
+def _on_silence(worker: str | None, model: str, request_id: str) -> tuple[dict | None, bool]:
+    """After a silence: the request's kept outcome (it ended unheard), and whether it is still served."""
+    outcome = presence.outcome(request_id)
+    return outcome, outcome is not None or _still_served(worker, model)
+
+
+async def _ending(mender: _Mender, request_id: str) -> list[dict]:
+    """The rest of an answer whose events were lost, from the outcome its worker kept."""
+    try:
+        outcome = await sync_to_async(presence.outcome)(request_id)
+    except (OSError, redis.RedisError):
+        outcome = None
+    return (mender.finish(outcome) if outcome is not None else None) or [LOST]
+
+
+LOST = {
+    "event": "error",
+    "code": "stream_lost",
+    "message": "Part of the answer was lost on its way (the message queue restarted). Retry the request.",
+}
+
+
+class _Mender:
+    """Mends a stream whose deltas were lost on the way (Redis restarted while the worker
+    published them): the gap in their seq is filled from the worker's snapshot of the
+    text it has sent so far, as the chat socket does for the page."""
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self.sent = {"content": "", "reasoning": ""}  # the text passed on so far
+        self.held: list[dict] | None = None  # deltas after a gap, waiting for the snapshot
+
+    def take(self, event: dict) -> list[dict] | None:
+        """The events to pass on for `event`, in order; None for an end that came after
+        lost deltas (the caller mends the rest from the outcome the worker kept)."""
+        kind = event.get("event")
+        if kind == "snapshot":
+            return self._mend(event) if self.held is not None else []  # another reader's
+        if kind == "delta":
+            if self.held is None and _seq(event) > self.next_seq:
+                self.held = []  # the caller asks for the snapshot
+            if self.held is not None:
+                self.held.append(event)
+                return []
+            return [self._pass(event)]
+        if kind in ("done", "error") and (self.held is not None or _count(event) > self.next_seq):
+            return None  # the worker is done: no snapshot will come
+        return [event]
+
+    def finish(self, outcome: dict) -> list[dict] | None:
+        """The rest of the text and the end, from the outcome the worker kept."""
+        missing = self._missing(outcome)
+        if missing is None or not isinstance(outcome.get("final"), dict):
+            return None
+        return ([{"event": "delta", **missing}] if missing else []) + [outcome["final"]]
+
+    def _mend(self, snapshot: dict) -> list[dict] | None:
+        held, self.held = self.held or [], None
+        missing = self._missing(snapshot)
+        if missing is None:
+            return None
+        self.next_seq = _seq(snapshot)
+        out = [self._pass({"event": "delta", "seq": self.next_seq - 1, **missing})] if missing else []
+        return out + [self._pass(d) for d in held if _seq(d) >= self.next_seq]
+
+    def _missing(self, whole: dict) -> dict | None:
+        """What `whole` (a snapshot, an outcome) holds beyond the text passed on; None if
+        the two disagree."""
+        missing = {}
+        for key, sent in self.sent.items():
+            text = whole.get(key) or ""
+            if not text.startswith(sent):
+                return None
+            if text[len(sent) :]:
+                missing[key] = text[len(sent) :]
+        return missing
+
+    def _pass(self, delta: dict) -> dict:
+        self.next_seq = max(self.next_seq, _seq(delta) + 1)
+        for key in self.sent:
+            self.sent[key] += delta.get(key) or ""
+        return delta
+
+
+def _seq(event: dict) -> int:
+    seq = event.get("seq")
+    return seq if isinstance(seq, int) else 0
+
+
+def _count(event: dict) -> int:
+    deltas = event.get("deltas")  # on a worker's end: how many deltas it sent
+    return deltas if isinstance(deltas, int) else 0
+
+
 async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str) -> AsyncIterator[dict]:
-    """The request's events until done / error; a silent, dead worker becomes an error event."""
+    """The request's events until done / error; a silent, dead worker becomes an error
+    event. Events lost on the way (Redis restarted meanwhile) are mended from the
+    worker's snapshot, or at the end from the outcome it keeps; where neither can, the
+    stream ends with a stream_lost error rather than a gap or a wait without end."""
     worker = None
+    mender = _Mender()
     while True:
         event = await stream.next(SILENCE_BEFORE_CHECK)
         if event is None:
             try:
-                alive = await sync_to_async(_still_served)(worker, model)
+                outcome, alive = await sync_to_async(_on_silence)(worker, model, request_id)
             except (OSError, redis.RedisError):
                 yield {"event": "error", "code": "queue_down", "message": "The queue became unreachable."}
+                return
+            if outcome is not None:  # it ended, and its end was lost on the way
+                for out in mender.finish(outcome) or [LOST]:
+                    yield out
                 return
             if not alive:
                 with contextlib.suppress(OSError, redis.RedisError):
@@ -389,9 +491,18 @@ async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str
             continue
         if event.get("event") in ("start", "status"):
             worker = event.get("worker") or worker
-        yield event
-        if event.get("event") in ("done", "error"):
+        passed = mender.take(event)
+        if passed is None:  # the end came, but deltas before it were lost
+            for out in await _ending(mender, request_id):
+                yield out
             return
+        if mender.held == [event]:  # a gap, just now: ask the worker for its text so far
+            with contextlib.suppress(OSError, redis.RedisError):  # else: mended at the end, from its outcome
+                await sync_to_async(presence.request_snapshot)(request_id)
+        for out in passed:
+            yield out
+            if out.get("event") in ("done", "error"):
+                return
 
 
 def _parse(request: HttpRequest) -> protocol.ChatCompletionRequest | JsonResponse:

@@ -707,10 +707,19 @@ class EngineHost:
         """Publish the final event (from the task thread, after the result is stored)."""
         try:
             if state.final_event is not None:
-                future = asyncio.run_coroutine_threadsafe(self.reply(state.request_id, state.final_event), self.loop)
+                future = asyncio.run_coroutine_threadsafe(self._end(state), self.loop)
                 future.result(timeout=30)
         finally:
             self.held.discard(state.request_id)
+
+    async def _end(self, state: RequestState) -> None:
+        try:
+            await presence.keep_outcome(
+                self._redis, state.request_id, state.final_event, state.content, state.reasoning
+            )
+        except Exception as exc:  # noqa: BLE001 - Redis away: the end's own publish retries
+            log.warning("keeping the outcome of %s failed (%s)", state.request_id, exc)
+        await self.reply(state.request_id, state.final_event)
 
     @staticmethod
     def _usage(state: RequestState) -> dict[str, Any]:

@@ -11,6 +11,9 @@
   inside its engine.
 - `chatweb:sync` (pub/sub): request ids whose worker should publish a snapshot of
   what it has streamed so far (a socket reconnected mid-answer).
+- `chatweb:outcome:<request_id>`: how an answer ended and its whole text, for
+  OUTCOME_TTL seconds, written just before its end is published: a reader that lost
+  some of its events on the way (Redis restarted meanwhile) mends its stream from it.
 - `chatweb:stop:<request_id>`: set with the abort, so a request still queued in
   Celery is dropped when a worker picks it up.
 - Reply groups `reply.<request_id>` on the channel layer carry the events of one
@@ -37,6 +40,8 @@ ABORT_CHANNEL = "chatweb:abort"
 SYNC_CHANNEL = "chatweb:sync"
 STOP_PREFIX = "chatweb:stop:"
 STOP_TTL = 3600
+OUTCOME_PREFIX = "chatweb:outcome:"
+OUTCOME_TTL = 120
 
 _client: redis.Redis | None = None
 _live: Any = None  # the heartbeat lookup script, registered on _client
@@ -164,6 +169,18 @@ def request_stop(request_id: str) -> None:
     r = client()
     r.set(STOP_PREFIX + request_id, "1", ex=STOP_TTL)
     r.publish(ABORT_CHANNEL, request_id)
+
+
+async def keep_outcome(r, request_id: str, final: dict[str, Any], content: str, reasoning: str) -> None:
+    """Keep how an answer ended, and its text, for a reader that lost events (`r`: redis.asyncio)."""
+    outcome = {"final": final, "content": content, "reasoning": reasoning}
+    await r.set(OUTCOME_PREFIX + request_id, json.dumps(outcome), ex=OUTCOME_TTL)
+
+
+def outcome(request_id: str) -> dict[str, Any] | None:
+    """How an answer ended and its whole text (None while it runs, or OUTCOME_TTL after)."""
+    raw = client().get(OUTCOME_PREFIX + request_id)
+    return json.loads(raw) if raw else None
 
 
 def request_snapshot(request_id: str) -> None:

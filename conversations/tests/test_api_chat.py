@@ -12,7 +12,7 @@ import pytest
 
 from accounts.models import ApiKey, UsageDay
 from accounts.services import api_key_create
-from conftest import GPT_OSS_ANSWER, GPT_OSS_REASONING, wait_for
+from conftest import BREAD, GPT_OSS_ANSWER, GPT_OSS_REASONING, ensure_model_row, wait_for
 from conversations.models import Conversation, Message
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
@@ -199,3 +199,31 @@ def test_a_full_queue_is_503_with_retry_after(users, smollm2, key, settings):
     assert response.status_code == 503 and int(response["Retry-After"]) > 0
     assert response.json()["error"]["code"] == "queue_full"
     assert not ApiKey.objects.filter(requests__gt=0).exists()
+
+
+def test_deltas_lost_in_a_redis_restart_mid_stream_are_mended(live_daphne, users, bread_worker, key, redis_server):
+    """Redis away for longer than the worker retries a publish: the stream notices the gap
+    in the deltas' seq and fills it from the worker's snapshot (before: the text had a hole)."""
+    ensure_model_row("gpt-oss-single")
+    stream = (
+        client(live_daphne, key)
+        .with_options(timeout=40)
+        .chat.completions.create(
+            model="gpt-oss-single",
+            messages=[{"role": "user", "content": "Tell me about bread."}],
+            max_tokens=400,
+            stream=True,
+        )
+    )
+    text, finish, restarted = "", None, False
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        text += chunk.choices[0].delta.content or ""
+        finish = chunk.choices[0].finish_reason or finish
+        if text and not restarted:
+            redis_server.stop()
+            time.sleep(1.5)  # the worker gives a publish up after 1.2 s
+            redis_server.start()
+            restarted = True
+    assert text == BREAD and finish == "stop"
