@@ -333,6 +333,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "message_id": message.pk,
             "time_to_first_token_ms": message.time_to_first_token_ms,
             "tokens_per_second": message.tokens_per_second,
+            "usage": {  # as the worker's own end has it (the stored message keeps no reasoning count)
+                "prompt_tokens": message.prompt_tokens,
+                "completion_tokens": message.completion_tokens,
+                "total_tokens": message.prompt_tokens + message.completion_tokens,
+            },
         }
 
     async def _error(self, message: str, code: str, **extra) -> None:
