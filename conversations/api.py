@@ -409,13 +409,13 @@ class _Mender:
         if kind == "snapshot":
             return self._mend(event) if self.held is not None else []  # another reader's
         if kind == "delta":
-            if self.held is None and _seq(event) > self.next_seq:
+            if self.held is None and presence.delta_seq(event) > self.next_seq:
                 self.held = []  # the caller asks for the snapshot
             if self.held is not None:
                 self.held.append(event)
                 return []
             return [self._pass(event)]
-        if kind in ("done", "error") and (self.held is not None or _count(event) > self.next_seq):
+        if kind in ("done", "error") and (self.held is not None or presence.deltas_sent(event) > self.next_seq):
             return None  # the worker is done: no snapshot will come
         return [event]
 
@@ -431,9 +431,9 @@ class _Mender:
         missing = self._missing(snapshot)
         if missing is None:
             return None
-        self.next_seq = _seq(snapshot)
+        self.next_seq = presence.delta_seq(snapshot)
         out = [self._pass({"event": "delta", "seq": self.next_seq - 1, **missing})] if missing else []
-        return out + [self._pass(d) for d in held if _seq(d) >= self.next_seq]
+        return out + [self._pass(d) for d in held if presence.delta_seq(d) >= self.next_seq]
 
     def _missing(self, whole: dict) -> dict | None:
         """What `whole` (a snapshot, an outcome) holds beyond the text passed on; None if
@@ -448,20 +448,10 @@ class _Mender:
         return missing
 
     def _pass(self, delta: dict) -> dict:
-        self.next_seq = max(self.next_seq, _seq(delta) + 1)
+        self.next_seq = max(self.next_seq, presence.delta_seq(delta) + 1)
         for key in self.sent:
             self.sent[key] += delta.get(key) or ""
         return delta
-
-
-def _seq(event: dict) -> int:
-    seq = event.get("seq")
-    return seq if isinstance(seq, int) else 0
-
-
-def _count(event: dict) -> int:
-    deltas = event.get("deltas")  # on a worker's end: how many deltas it sent
-    return deltas if isinstance(deltas, int) else 0
 
 
 async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str) -> AsyncIterator[dict]:

@@ -482,9 +482,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if from_seq is not None:
             self.next_seq = from_seq
         elif buffered:  # no worker answered: whatever still comes continues from here
-            self.next_seq = max(self.next_seq, *(d.get("seq", 0) + 1 for d in buffered))
+            self.next_seq = max(self.next_seq, *(presence.delta_seq(d) + 1 for d in buffered))
         for delta in buffered:
-            if from_seq is not None and delta.get("seq", 0) >= from_seq:
+            if from_seq is not None and presence.delta_seq(delta) >= from_seq:
                 await self._relay(delta)
 
     @database_sync_to_async
@@ -508,7 +508,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if self.resync_buffer is not None:
                 await self._end_resync(event)
             return  # another socket's resync
-        if kind == "delta" and self.resync_buffer is None and _seq(event) > self.next_seq:
+        if kind == "delta" and self.resync_buffer is None and presence.delta_seq(event) > self.next_seq:
             await self._resync(None, [event])  # deltas went missing on the way: start again from the worker's text
             return
         if self.resync_buffer is not None:
@@ -517,7 +517,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return
             if kind in ("done", "error"):  # finished before any snapshot: the stored text is final
                 await self._end_resync(None, stored=await self._stored_text())
-        elif kind in ("done", "error") and _count(event) > self.next_seq:
+        elif kind in ("done", "error") and presence.deltas_sent(event) > self.next_seq:
             # The last deltas were lost on the way; the worker stored the answer before
             # it sent its end, so the stored text is whole.
             self.resync_buffer, self.resync_stored = [], None
@@ -532,7 +532,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if kind == "start":
             self.started = True
         if kind == "delta":
-            self.next_seq = max(self.next_seq, _seq(event) + 1)
+            self.next_seq = max(self.next_seq, presence.delta_seq(event) + 1)
             self.partial += event.get("content", "")
             if not self.show_reasoning:
                 payload.pop("reasoning", None)
@@ -548,13 +548,3 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """An event about the conversation itself (its title), for every socket open on it."""
         if event.get("event") == "title":
             await self.send_json({"type": "title", "title": event.get("title", "")})
-
-
-def _seq(event: dict) -> int:
-    seq = event.get("seq")
-    return seq if isinstance(seq, int) else 0
-
-
-def _count(event: dict) -> int:
-    deltas = event.get("deltas")
-    return deltas if isinstance(deltas, int) else 0

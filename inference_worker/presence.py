@@ -2,11 +2,11 @@
 
 - `chatweb:worker:<name>`: a worker's heartbeat (JSON), rewritten every
   HEARTBEAT_SECONDS with a TTL of HEARTBEAT_TTL: a worker that dies disappears.
-- `chatweb:workers`: the names of the workers that beat (a set). Readers look the
-  heartbeats up by name, and drop a name whose heartbeat has expired.
   While it loads a model the TTL is LOADING_TTL: building an engine holds the GIL
   for seconds at a time (the tokenizer alone: 1.2 s on an idle 2-vCPU machine,
   several on a busy one), and a live worker must not look dead meanwhile.
+- `chatweb:workers`: the names of the workers that beat (a set). Readers look the
+  heartbeats up by name, and drop a name whose heartbeat has expired.
 - `chatweb:abort` (pub/sub): request ids to abort; the worker holding one aborts it
   inside its engine.
 - `chatweb:sync` (pub/sub): request ids whose worker should publish a snapshot of
@@ -44,7 +44,7 @@ OUTCOME_PREFIX = "chatweb:outcome:"
 OUTCOME_TTL = 120
 
 _client: redis.Redis | None = None
-_live: Any = None  # the heartbeat lookup script, registered on _client
+_live: Any = None  # LIVE_SCRIPT, registered on client()
 
 # The heartbeats of the registered workers, in one round trip; a name whose heartbeat
 # expired leaves the set. (Lua reads keys named at run time: one Redis, not a Cluster.)
@@ -59,12 +59,11 @@ return beats
 
 
 def client() -> redis.Redis:
-    global _client, _live
+    global _client
     if _client is None:
         _client = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
-        _live = _client.register_script(LIVE_SCRIPT)
     return _client
 
 
@@ -134,7 +133,9 @@ def serving(model: str, queue: str) -> tuple[list[dict[str, Any]], int]:
 
 
 def _lookup():
-    client()
+    global _live
+    if _live is None:
+        _live = client().register_script(LIVE_SCRIPT)
     return _live
 
 
@@ -181,6 +182,18 @@ def outcome(request_id: str) -> dict[str, Any] | None:
     """How an answer ended and its whole text (None while it runs, or OUTCOME_TTL after)."""
     raw = client().get(OUTCOME_PREFIX + request_id)
     return json.loads(raw) if raw else None
+
+
+def delta_seq(event: dict[str, Any]) -> int:
+    """A reply event's place among its answer's deltas (0 where it has none)."""
+    seq = event.get("seq")
+    return seq if isinstance(seq, int) else 0
+
+
+def deltas_sent(event: dict[str, Any]) -> int:
+    """On an answer's end: how many deltas its worker sent (a reader that got fewer lost some)."""
+    deltas = event.get("deltas")
+    return deltas if isinstance(deltas, int) else 0
 
 
 def request_snapshot(request_id: str) -> None:

@@ -162,16 +162,24 @@ def test_the_websocket_refuses_a_foreign_origin(live_daphne, users, smollm2):
     ChatSocket(live_daphne, users.alice, conv.pk).close()
 
 
+def bread_socket(server, user) -> ChatSocket:
+    """A socket on a new conversation with the bread worker's model, room for all of BREAD."""
+    conversation = Conversation.objects.create(
+        owner=user,
+        model=ensure_model_row("gpt-oss-single"),
+        title="bread",
+        title_auto=False,
+        params={"max_tokens": 400},
+    )
+    return ChatSocket(server, user, conversation.pk)
+
+
 def test_a_waiting_answer_is_told_its_place_in_the_queue(live_daphne, users, bread_worker):
     """A worker that runs one answer at a time, and three chats sent at once."""
-    model = ensure_model_row("gpt-oss-single")
     sockets = []
     try:
-        for i in range(3):
-            conv = Conversation.objects.create(
-                owner=users.alice, model=model, title=f"q{i}", title_auto=False, params={"max_tokens": 400}
-            )
-            sockets.append(ChatSocket(live_daphne, users.alice, conv.pk))
+        for _ in range(3):
+            sockets.append(bread_socket(live_daphne, users.alice))
         for socket in sockets:
             socket.send(type="send", content="Tell me about bread.")
         outcomes = [socket.until("done", "error", timeout=240) for socket in sockets]
@@ -197,14 +205,7 @@ def test_a_stalled_page_server_relays_the_whole_answer_before_its_end(live_daphn
 
     from conversations.consumers import SILENCE_BEFORE_CHECK, WATCHDOG_SECONDS
 
-    conversation = Conversation.objects.create(
-        owner=users.alice,
-        model=ensure_model_row("gpt-oss-single"),
-        title="t",
-        title_auto=False,
-        params={"max_tokens": 400},
-    )
-    socket = ChatSocket(live_daphne, users.alice, conversation.pk)
+    socket = bread_socket(live_daphne, users.alice)
     try:
         socket.send(type="send", content="Tell me about bread.")
         events = socket.until("start", "error", timeout=240)
@@ -291,14 +292,7 @@ def test_a_redis_restart_mid_answer_leaves_the_page_and_the_store_whole(live_dap
     are lost on the way. The socket notices the gap in their seq and starts again from
     the worker's text, or, if the end was lost too, its watchdog ends the answer from the
     stored message (before: the page kept a hole until reloaded)."""
-    conversation = Conversation.objects.create(
-        owner=users.alice,
-        model=ensure_model_row("gpt-oss-single"),
-        title="t",
-        title_auto=False,
-        params={"max_tokens": 400},
-    )
-    socket = ChatSocket(live_daphne, users.alice, conversation.pk)
+    socket = bread_socket(live_daphne, users.alice)
     try:
         socket.send(type="send", content="Tell me about bread.")
         events = socket.until("delta", "error", timeout=240)
