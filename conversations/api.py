@@ -62,7 +62,12 @@ ERROR_TYPES = {
     503: "service_unavailable",
 }
 MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's own cap on request.body (2.5 MB)
-SILENCE_BEFORE_CHECK = 6.0  # no event for this long: is the worker still there?
+# No event for this long: is the worker still there? A stream that is still served says
+# so to its client with an SSE comment; one still queued after the first such silence
+# starts its response, so that no proxy between (nginx waits 60 s by default) or
+# client gives up on a request that waits its turn behind others.
+SILENCE_BEFORE_CHECK = 6.0
+WAITING = {"event": "waiting"}  # _events: a silence, and the request is still served
 
 
 def api_error(
@@ -478,6 +483,7 @@ async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str
                     await sync_to_async(quota_release)(user_id=user_id, request_id=request_id)
                 yield {"event": "error", "code": "worker_lost", "message": services.WORKER_LOST}
                 return
+            yield WAITING
             continue
         if event.get("event") in ("start", "status"):
             worker = event.get("worker") or worker
@@ -539,11 +545,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     base = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": int(time.time())}
     base["model"] = body.model
 
-    # Until the engine starts, errors can still be proper HTTP errors.
+    # Until the engine starts, errors can still be proper HTTP errors; a stream still
+    # queued after SILENCE_BEFORE_CHECK starts anyway, and reports a later error in-stream.
     first = None
+    opening = ("start", "delta", "done", "error", "waiting") if body.stream else ("start", "delta", "done", "error")
     try:
         async for event in events:
-            if event.get("event") in ("start", "delta", "done", "error"):
+            if event.get("event") in opening:
                 first = event
                 break
     except BaseException:
@@ -631,6 +639,8 @@ async def _sse(stream, events, first: dict, base: dict, request_id: str, include
                     delta["content"] = event["content"]
                 if delta:
                     yield _chunk(base, delta)
+            elif kind == "waiting":
+                yield b": waiting\n\n"  # an SSE comment: clients skip it, proxies see the stream alive
             elif kind == "done" and not _was_stopped(event):
                 yield _chunk(base, {}, _finish_reason(event))
                 if include_usage:

@@ -4,6 +4,7 @@ streaming and not; usage counted per user and per key; a client that leaves stop
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -227,3 +228,57 @@ def test_deltas_lost_in_a_redis_restart_mid_stream_are_mended(live_daphne, users
             redis_server.start()
             restarted = True
     assert text == BREAD and finish == "stop"
+
+
+def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, bread_worker, key):
+    """Streams queued behind six others on a worker that answers one at a time (about 3 s
+    each here): each starts its response by the first silence and sends SSE comments while
+    it waits (a proxy would otherwise cut it: nginx gives up after 60 s by default), and
+    the official client reads every answer whole through them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conversations.api import SILENCE_BEFORE_CHECK
+
+    ensure_model_row("gpt-oss-single")
+    bread = {"model": "gpt-oss-single", "messages": [{"role": "user", "content": "Bread?"}], "max_tokens": 400}
+
+    def official() -> tuple[str, str | None]:
+        text, finish = "", None
+        for chunk in client(live_daphne, key).chat.completions.create(**bread, stream=True):
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+        return text, finish
+
+    def watched() -> dict:
+        """A raw stream: when its headers and each line came, from its start."""
+        started, lines = time.monotonic(), []
+        with httpx.stream(
+            "POST",
+            f"{live_daphne.url}/api/chat/completions",
+            json={**bread, "stream": True},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=180,
+        ) as response:
+            headers_at = time.monotonic() - started
+            lines = [(time.monotonic() - started, line) for line in response.iter_lines() if line]
+        return {"status": response.status_code, "headers_at": headers_at, "lines": lines}
+
+    with ThreadPoolExecutor(8) as pool:
+        ahead = [pool.submit(official) for _ in range(6)]
+        time.sleep(1)  # queued before the two below
+        watched_streams = [pool.submit(watched) for _ in range(2)]
+        assert [f.result() for f in ahead] == [(BREAD, "stop")] * 6
+        streams = [f.result() for f in watched_streams]
+    for stream in streams:
+        assert stream["status"] == 200
+        lines = [line for _, line in stream["lines"]]
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == BREAD
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        content_at = next(t for t, line in stream["lines"] if '"content": "bread' in line)
+        assert content_at > SILENCE_BEFORE_CHECK + 1, "it waited its turn for more than a silence"
+        assert stream["headers_at"] < SILENCE_BEFORE_CHECK + 3, stream["headers_at"]  # not at its turn
+        comments = [line for t, line in stream["lines"] if line.startswith(":") and t < content_at]
+        assert comments and set(comments) == {": waiting"}, stream["lines"][:4]
