@@ -1,6 +1,8 @@
 """Per-user limits, counted in Redis, enforced on the chat and the API alike.
 
-- requests per minute: a counter per user and minute (fixed window, expires);
+- requests per minute: a sorted set of the user's request ids of the last 60 s (a
+  sliding window: a fixed one let through twice the limit across a minute's turn,
+  and refused a user only until the next minute began);
 - answers at once: a sorted set of the user's running request ids (an id whose
   worker vanished ages out after an hour, so a crash cannot lock a user out);
 - tokens per day: a counter per user and day, added to when an answer ends.
@@ -74,19 +76,25 @@ def quota_acquire(*, user: User, request_id: str, site: SiteSettings | None = No
         )
     rpm_key = None
     if limits.requests_per_minute:
-        rpm_key = f"{PREFIX}rpm:{user.pk}:{int(now // 60)}"
+        rpm_key = f"{PREFIX}rpm:{user.pk}"
         pipe = r.pipeline()
-        pipe.incr(rpm_key)
-        pipe.expire(rpm_key, 120)
-        count = pipe.execute()[0]
+        pipe.zremrangebyscore(rpm_key, 0, now - 60)
+        pipe.zadd(rpm_key, {request_id: now})
+        pipe.zcard(rpm_key)
+        pipe.expire(rpm_key, 61)
+        count = pipe.execute()[2]
         if count > limits.requests_per_minute:
-            r.decr(rpm_key)
+            r.zrem(rpm_key, request_id)
+            # One more may go once `over` of the last minute's requests have aged out of it.
+            over = count - limits.requests_per_minute  # ours, just removed, included
+            aging = r.zrange(rpm_key, over - 1, over - 1, withscores=True)
+            wait = int((aging[0][1] if aging else now) + 60 - now) + 1
             raise QuotaExceeded(
                 f"You reached your limit of {limits.requests_per_minute} "
                 f"request{'s' if limits.requests_per_minute != 1 else ''} per minute. "
-                f"Try again in {int(60 - now % 60) + 1} s.",
+                f"Try again in {wait} s.",
                 "rate_limited",
-                int(60 - now % 60) + 1,
+                wait,
             )
     if limits.concurrent_generations:
         running_key = f"{PREFIX}running:{user.pk}"
@@ -99,7 +107,7 @@ def quota_acquire(*, user: User, request_id: str, site: SiteSettings | None = No
         if running > limits.concurrent_generations:
             r.zrem(running_key, request_id)
             if rpm_key:
-                r.decr(rpm_key)
+                r.zrem(rpm_key, request_id)
             raise QuotaExceeded(
                 f"You reached your limit of {limits.concurrent_generations} "
                 f"answer{'s' if limits.concurrent_generations != 1 else ''} at once. "
@@ -116,11 +124,10 @@ def quota_release(*, user_id: int, request_id: str) -> None:
 
 def quota_refund(*, user_id: int, request_id: str) -> None:
     """The request was refused after it was counted: it neither runs nor counts this minute."""
-    r = presence.client()
-    r.zrem(f"{PREFIX}running:{user_id}", request_id)
-    rpm_key = f"{PREFIX}rpm:{user_id}:{int(time.time() // 60)}"
-    if int(r.get(rpm_key) or 0) > 0:
-        r.decr(rpm_key)
+    pipe = presence.client().pipeline()
+    pipe.zrem(f"{PREFIX}running:{user_id}", request_id)
+    pipe.zrem(f"{PREFIX}rpm:{user_id}", request_id)
+    pipe.execute()
 
 
 def quota_add_tokens(*, user_id: int, tokens: int) -> None:

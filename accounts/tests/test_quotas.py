@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from accounts.models import SiteSettings
-from accounts.quotas import Limits, QuotaExceeded, limits_for, quota_acquire, quota_add_tokens, quota_release
+from accounts.quotas import (
+    Limits,
+    QuotaExceeded,
+    limits_for,
+    quota_acquire,
+    quota_add_tokens,
+    quota_refund,
+    quota_release,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +35,26 @@ def test_requests_per_minute(users):
     assert refused.value.code == "rate_limited" and 1 <= refused.value.retry_after <= 61
     assert "limit of 2 requests per minute" in refused.value.message
     quota_acquire(user=users.bob, request_id="d")  # another user's counter
+
+
+def test_requests_per_minute_count_the_last_sixty_seconds(users):
+    """A sliding window: the limit holds across a minute's turn, and the wait it names is
+    until the oldest counted request is a minute old (a fixed window named the wait until
+    the clock's next minute, anything from 1 to 60 s)."""
+    limit(users.alice, requests_per_minute=2, concurrent_generations=0)
+    t0 = time.time()
+    quota_acquire(user=users.alice, request_id="a")
+    t1 = time.time()
+    time.sleep(1.5)
+    quota_acquire(user=users.alice, request_id="b")
+    before = time.time()
+    with pytest.raises(QuotaExceeded) as refused:
+        quota_acquire(user=users.alice, request_id="c")
+    after = time.time()
+    assert int(t0 + 60 - after) + 1 <= refused.value.retry_after <= int(t1 + 60 - before) + 1
+    assert f"Try again in {refused.value.retry_after} s." in refused.value.message
+    quota_refund(user_id=users.alice.pk, request_id="b")  # refused later on: it no longer counts
+    quota_acquire(user=users.alice, request_id="c")
 
 
 def test_answers_at_once_and_a_refusal_uses_up_nothing(users):
