@@ -305,6 +305,20 @@ TEST_MODELS = {
         "cpu_kv_cache_gib": 0.25,
         "enforce_eager": True,
     },
+    # the same tiny gpt-oss on its own queue, for a worker that unloads it when idle
+    "gpt-oss-idle": {
+        "folder": "tiny-gpt-oss",
+        "display_name": "Tiny gpt-oss, unloaded when idle (tests)",
+        "queue": "test-gpt-oss-idle",
+        "prompt_format": "harmony",
+        "dtype": "bfloat16",
+        "context_length": 2048,
+        "default_temperature": 0.0,
+        "default_max_tokens": 64,
+        "max_num_seqs": 8,
+        "cpu_kv_cache_gib": 0.25,
+        "enforce_eager": True,
+    },
     # the same tiny gpt-oss on its own queue, one request at a time: a real queue forms
     "gpt-oss-single": {
         "folder": "tiny-gpt-oss",
@@ -439,10 +453,18 @@ def gpt_oss_script() -> list[int]:
 
 @pytest.fixture(scope="session")
 def gpt_oss_worker(start_worker) -> WorkerProcess:
-    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER; it
-    unloads after GPT_OSS_IDLE_SECONDS idle (the lifecycle test watches that)."""
+    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER."""
     script = ",".join(str(t) for t in gpt_oss_script())
-    return start_worker("gpt-oss-test", idle_seconds=GPT_OSS_IDLE_SECONDS, env={"CHATWEB_SCRIPT": script})
+    return start_worker("gpt-oss-test", env={"CHATWEB_SCRIPT": script})
+
+
+@pytest.fixture(scope="session")
+def idle_gpt_oss_worker(start_worker) -> WorkerProcess:
+    """The same, on its own queue, unloading the model after GPT_OSS_IDLE_SECONDS idle (the
+    lifecycle tests watch that). Apart from the shared one: there, each test after a pause
+    paid a reload (about 35 s on a 2-core machine)."""
+    script = ",".join(str(t) for t in gpt_oss_script())
+    return start_worker("gpt-oss-idle", idle_seconds=GPT_OSS_IDLE_SECONDS, env={"CHATWEB_SCRIPT": script})
 
 
 BREAD = " ".join(["bread"] * 120)

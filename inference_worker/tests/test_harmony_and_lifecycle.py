@@ -24,12 +24,13 @@ from inference_worker.engine import new_request_id
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
 
 IDLE_SECONDS = GPT_OSS_IDLE_SECONDS
+IDLE_MODEL = "gpt-oss-idle"  # served by idle_gpt_oss_worker, which unloads it after IDLE_SECONDS
 REASONING = GPT_OSS_REASONING
 ANSWER = GPT_OSS_ANSWER
 
 
-def run_turn(user, content: str) -> tuple[list[dict], Message]:
-    model = ensure_model_row("gpt-oss-test")
+def run_turn(user, content: str, model_name: str = "gpt-oss-test") -> tuple[list[dict], Message]:
+    model = ensure_model_row(model_name)
     conv = Conversation.objects.create(owner=user, model=model)
     question = Message.objects.create(conversation=conv, role="user", content=content)
     request_id = new_request_id()
@@ -94,29 +95,29 @@ def test_reasoning_and_answer_arrive_separately_and_are_stored(users, gpt_oss_wo
     assert stored.reasoning == REASONING and stored.content == ANSWER
 
 
-def test_idle_worker_frees_the_model_and_reloads_it_on_the_next_request(users, gpt_oss_worker):
-    run_turn(users.alice, "Wake up.")  # whatever state earlier tests left the session's worker in
-    loaded = gpt_oss_worker.wait_state(("ready",), 60)
-    asleep = gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
+def test_idle_worker_frees_the_model_and_reloads_it_on_the_next_request(users, idle_gpt_oss_worker):
+    run_turn(users.alice, "Wake up.", IDLE_MODEL)  # whatever state an earlier test left the worker in
+    loaded = idle_gpt_oss_worker.wait_state(("ready",), 60)
+    asleep = idle_gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
     assert asleep["memory_used"] < loaded["memory_used"], "the engine's memory is given back"
-    events, stored = run_turn(users.alice, "Again?")
+    events, stored = run_turn(users.alice, "Again?", IDLE_MODEL)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "status" and events[0]["state"] == "loading" and "Loading" in events[0]["message"]
     assert kinds[-1] == "done" and stored.content == ANSWER
-    assert gpt_oss_worker.wait_state(("ready", "busy"), 10)["loads"] == loaded["loads"] + 1
+    assert idle_gpt_oss_worker.wait_state(("ready", "busy"), 10)["loads"] == loaded["loads"] + 1
 
 
-def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, gpt_oss_worker):
+def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, idle_gpt_oss_worker):
     """An engine shutdown takes seconds (vLLM waits 5 s before it kills the engine
     process). A request landing in that window waits and gets a reloaded engine, and
     the worker's heartbeat never lapses meanwhile, however long the load holds the GIL."""
     import json
     import threading
 
-    run_turn(users.alice, "Warm up.")
+    run_turn(users.alice, "Warm up.", IDLE_MODEL)
     ended = time.monotonic()
     r = presence.client()
-    key = presence.WORKER_PREFIX + gpt_oss_worker.name
+    key = presence.WORKER_PREFIX + idle_gpt_oss_worker.name
     seen: list[tuple[str | None, int]] = []
     stop = threading.Event()
 
@@ -132,8 +133,8 @@ def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, gpt_
     try:
         # The idle watcher starts the unload IDLE_SECONDS (+ up to 1 s) after the answer.
         time.sleep(max(0.0, IDLE_SECONDS + 1.5 - (time.monotonic() - ended)))
-        assert gpt_oss_worker.heartbeat()["state"] == "unloading", "the request must land mid-unload"
-        events, stored = run_turn(users.alice, "Still there?")
+        assert idle_gpt_oss_worker.heartbeat()["state"] == "unloading", "the request must land mid-unload"
+        events, stored = run_turn(users.alice, "Still there?", IDLE_MODEL)
     finally:
         stop.set()
         watcher.join(5)
@@ -146,10 +147,10 @@ def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, gpt_
     assert max(loading_ttls) > presence.HEARTBEAT_TTL, "a loading worker's heartbeat outlives a long stall"
 
 
-def test_a_stop_while_the_model_loads_ends_the_request_before_the_engine_has_it(users, gpt_oss_worker):
-    run_turn(users.alice, "Wake up.")
-    gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
-    model = ensure_model_row("gpt-oss-test")
+def test_a_stop_while_the_model_loads_ends_the_request_before_the_engine_has_it(users, idle_gpt_oss_worker):
+    run_turn(users.alice, "Wake up.", IDLE_MODEL)
+    idle_gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
+    model = ensure_model_row(IDLE_MODEL)
     request_id = new_request_id()
     job = {
         "request_id": request_id,
