@@ -277,6 +277,17 @@ def pytest_collection_modifyitems(config, items):
 
 # --- real inference workers ---------------------------------------------------------
 
+_TINY_GPT_OSS = {
+    "folder": "tiny-gpt-oss",
+    "prompt_format": "harmony",
+    "dtype": "bfloat16",
+    "context_length": 2048,
+    "default_temperature": 0.0,
+    "default_max_tokens": 64,
+    "max_num_seqs": 8,
+    "cpu_kv_cache_gib": 0.25,
+    "enforce_eager": True,
+}
 TEST_MODELS = {
     # float32: greedy SmolLM2 answers the France question exactly (bf16 flips a token)
     "smollm2-test": {
@@ -292,46 +303,19 @@ TEST_MODELS = {
         "cpu_kv_cache_gib": 0.5,
         "enforce_eager": True,
     },
-    "gpt-oss-test": {
-        "folder": "tiny-gpt-oss",
-        "display_name": "Tiny gpt-oss (tests)",
-        "queue": "test-gpt-oss",
-        "prompt_format": "harmony",
-        "dtype": "bfloat16",
-        "context_length": 2048,
-        "default_temperature": 0.0,
-        "default_max_tokens": 64,
-        "max_num_seqs": 8,
-        "cpu_kv_cache_gib": 0.25,
-        "enforce_eager": True,
-    },
-    # the same tiny gpt-oss on its own queue, for a worker that unloads it when idle
+    "gpt-oss-test": {**_TINY_GPT_OSS, "display_name": "Tiny gpt-oss (tests)", "queue": "test-gpt-oss"},
+    # the same on its own queue, for a worker that unloads it when idle
     "gpt-oss-idle": {
-        "folder": "tiny-gpt-oss",
+        **_TINY_GPT_OSS,
         "display_name": "Tiny gpt-oss, unloaded when idle (tests)",
         "queue": "test-gpt-oss-idle",
-        "prompt_format": "harmony",
-        "dtype": "bfloat16",
-        "context_length": 2048,
-        "default_temperature": 0.0,
-        "default_max_tokens": 64,
-        "max_num_seqs": 8,
-        "cpu_kv_cache_gib": 0.25,
-        "enforce_eager": True,
     },
-    # the same tiny gpt-oss on its own queue, one request at a time: a real queue forms
+    # the same on its own queue, one request at a time: a real queue forms
     "gpt-oss-single": {
-        "folder": "tiny-gpt-oss",
+        **_TINY_GPT_OSS,
         "display_name": "Tiny gpt-oss, one at a time (tests)",
         "queue": "test-gpt-oss-single",
-        "prompt_format": "harmony",
-        "dtype": "bfloat16",
-        "context_length": 2048,
-        "default_temperature": 0.0,
-        "default_max_tokens": 64,
         "max_num_seqs": 1,
-        "cpu_kv_cache_gib": 0.25,
-        "enforce_eager": True,
     },
 }
 
