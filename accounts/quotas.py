@@ -62,6 +62,25 @@ def tokens_used_today(user_id: int) -> int:
     return int(presence.client().get(f"{PREFIX}tokens:{user_id}:{_today()}") or 0)
 
 
+def _rpm_key(user_id: int) -> str:
+    return f"{PREFIX}rpm:{user_id}"
+
+
+def _running_key(user_id: int) -> str:
+    return f"{PREFIX}running:{user_id}"
+
+
+def _count_within(r, key: str, request_id: str, now: float, seconds: int) -> int:
+    """Add the request to the sorted set `key` at `now`, forget those older than `seconds`,
+    and say how many are left, the request included (one round trip)."""
+    pipe = r.pipeline()
+    pipe.zremrangebyscore(key, 0, now - seconds)
+    pipe.zadd(key, {request_id: now})
+    pipe.zcard(key)
+    pipe.expire(key, seconds)
+    return pipe.execute()[2]
+
+
 def quota_acquire(*, user: User, request_id: str, site: SiteSettings | None = None) -> None:
     """Count one request against the user's limits, or raise QuotaExceeded (counting nothing).
     `site`: the settings row when the caller has read it already."""
@@ -76,13 +95,8 @@ def quota_acquire(*, user: User, request_id: str, site: SiteSettings | None = No
         )
     rpm_key = None
     if limits.requests_per_minute:
-        rpm_key = f"{PREFIX}rpm:{user.pk}"
-        pipe = r.pipeline()
-        pipe.zremrangebyscore(rpm_key, 0, now - 60)
-        pipe.zadd(rpm_key, {request_id: now})
-        pipe.zcard(rpm_key)
-        pipe.expire(rpm_key, 61)
-        count = pipe.execute()[2]
+        rpm_key = _rpm_key(user.pk)
+        count = _count_within(r, rpm_key, request_id, now, 60)
         if count > limits.requests_per_minute:
             r.zrem(rpm_key, request_id)
             # One more may go once `over` of the last minute's requests have aged out of it.
@@ -97,13 +111,8 @@ def quota_acquire(*, user: User, request_id: str, site: SiteSettings | None = No
                 wait,
             )
     if limits.concurrent_generations:
-        running_key = f"{PREFIX}running:{user.pk}"
-        pipe = r.pipeline()
-        pipe.zremrangebyscore(running_key, 0, now - STALE_SECONDS)
-        pipe.zadd(running_key, {request_id: now})
-        pipe.zcard(running_key)
-        pipe.expire(running_key, STALE_SECONDS)
-        running = pipe.execute()[2]
+        running_key = _running_key(user.pk)
+        running = _count_within(r, running_key, request_id, now, STALE_SECONDS)
         if running > limits.concurrent_generations:
             r.zrem(running_key, request_id)
             if rpm_key:
@@ -119,14 +128,14 @@ def quota_acquire(*, user: User, request_id: str, site: SiteSettings | None = No
 
 def quota_release(*, user_id: int, request_id: str) -> None:
     """The request ended (or never started): it no longer counts as running."""
-    presence.client().zrem(f"{PREFIX}running:{user_id}", request_id)
+    presence.client().zrem(_running_key(user_id), request_id)
 
 
 def quota_refund(*, user_id: int, request_id: str) -> None:
     """The request was refused after it was counted: it neither runs nor counts this minute."""
     pipe = presence.client().pipeline()
-    pipe.zrem(f"{PREFIX}running:{user_id}", request_id)
-    pipe.zrem(f"{PREFIX}rpm:{user_id}", request_id)
+    pipe.zrem(_running_key(user_id), request_id)
+    pipe.zrem(_rpm_key(user_id), request_id)
     pipe.execute()
 
 
