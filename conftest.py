@@ -423,6 +423,11 @@ GPT_OSS_REASONING = "The user asks for the answer. It is 42."
 GPT_OSS_ANSWER = "The answer is 42."
 
 
+def script_env(tokens: list[int]) -> dict[str, str]:
+    """A worker's environment that scripts every request naming no script of its own."""
+    return {"CHATWEB_SCRIPT": ",".join(map(str, tokens))}
+
+
 def gpt_oss_script() -> list[int]:
     """The harmony tokens the tiny random gpt-oss is made to say (see inference_worker/testing.py)."""
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
@@ -438,8 +443,7 @@ def gpt_oss_script() -> list[int]:
 @pytest.fixture(scope="session")
 def gpt_oss_worker(start_worker) -> WorkerProcess:
     """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER."""
-    script = ",".join(str(t) for t in gpt_oss_script())
-    return start_worker("gpt-oss-test", env={"CHATWEB_SCRIPT": script})
+    return start_worker("gpt-oss-test", env=script_env(gpt_oss_script()))
 
 
 @pytest.fixture(scope="session")
@@ -447,8 +451,7 @@ def idle_gpt_oss_worker(start_worker) -> WorkerProcess:
     """The same, on its own queue, unloading the model after GPT_OSS_IDLE_SECONDS idle (the
     lifecycle tests watch that). Apart from the shared one: there, each test after a pause
     paid a reload (about 35 s on a 2-core machine)."""
-    script = ",".join(str(t) for t in gpt_oss_script())
-    return start_worker("gpt-oss-idle", idle_seconds=GPT_OSS_IDLE_SECONDS, env={"CHATWEB_SCRIPT": script})
+    return start_worker("gpt-oss-idle", idle_seconds=GPT_OSS_IDLE_SECONDS, env=script_env(gpt_oss_script()))
 
 
 BREAD = " ".join(["bread"] * 120)
@@ -462,7 +465,7 @@ def bread_worker(start_worker) -> WorkerProcess:
 
     encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     script = encoding.encode(f"<|channel|>final<|message|>{BREAD}<|return|>", allowed_special="all")
-    return start_worker("gpt-oss-single", env={"CHATWEB_SCRIPT": ",".join(map(str, script))})
+    return start_worker("gpt-oss-single", env=script_env(script))
 
 
 @pytest.fixture
