@@ -548,7 +548,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     # Until the engine starts, errors can still be proper HTTP errors; a stream still
     # queued after SILENCE_BEFORE_CHECK starts anyway, and reports a later error in-stream.
     first = None
-    opening = ("start", "delta", "done", "error", "waiting") if body.stream else ("start", "delta", "done", "error")
+    opening = ("start", "delta", "done", "error") + (("waiting",) if body.stream else ())
     try:
         async for event in events:
             if event.get("event") in opening:

@@ -259,7 +259,7 @@ def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, 
 
     def watched(raw: httpx.Client) -> dict:
         """A raw stream: when its headers and each line came, from its start."""
-        started, lines = time.monotonic(), []
+        started = time.monotonic()
         with raw.stream(
             "POST",
             f"{live_daphne.url}/api/chat/completions",
