@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH=$PWD/.venv/bin:$PATH
-# Tests use their own Redis (127.0.0.1:6399, started by conftest.py), their own
+# Tests use their own Redis (127.0.0.1:6399 unless REDIS_URL names another, started by conftest.py), their own
 # settings (pytest.ini) and a file test database under var/.
 unset DATABASE_URL REDIS_URL SECRET_KEY SECRET_KEY_FILE DEBUG HTTPS
 exec python -m pytest "$@"
