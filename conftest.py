@@ -479,6 +479,20 @@ def smollm2(db, smollm2_worker):
     return ensure_model_row("smollm2-test")
 
 
+def turn_job(*, user_id=None, message_id=None, conversation_id=None, api_key_id=None, make_title=False, **generation):
+    """A chat turn's job as the admission builds it, for tests that enqueue one by hand."""
+    from conversations.jobs import TurnJob
+
+    return TurnJob(
+        generation=generation,
+        user_id=user_id,
+        message_id=message_id,
+        conversation_id=conversation_id,
+        api_key_id=api_key_id,
+        make_title=make_title,
+    )
+
+
 def session_cookie(user) -> str:
     from django.test import Client
 

@@ -30,7 +30,15 @@ class UserCreationForm(AdminUserCreationForm):
 class UserEditForm(UserChangeForm):
     class Meta:
         model = User
-        fields = ("email", "role", "is_active", "requests_per_minute", "concurrent_generations", "tokens_per_day")
+        fields = (
+            "email",
+            "role",
+            "is_active",
+            "requests_per_minute",
+            "concurrent_generations",
+            "tokens_per_day",
+            "max_tokens_per_answer",
+        )
 
 
 class RoleFilter(admin.SimpleListFilter):
@@ -70,7 +78,7 @@ class UserAdmin(BaseUserAdmin):
         (
             "Limits",
             {
-                "fields": ("requests_per_minute", "concurrent_generations", "tokens_per_day"),
+                "fields": ("requests_per_minute", "concurrent_generations", "tokens_per_day", "max_tokens_per_answer"),
                 "description": "Empty: the defaults in Site settings. 0: no limit.",
             },
         ),
@@ -83,15 +91,8 @@ class UserAdmin(BaseUserAdmin):
     actions = ["approve", "reject", "promote", "demote", "deactivate", "reactivate"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        from conversations.models import Conversation
-
-        conversations = (
-            Conversation.objects.filter(owner=OuterRef("pk"))
-            .order_by()
-            .values("owner")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
+        # Through the reverse relation: accounts does not import conversations (.importlinter).
+        conversations = User.objects.filter(pk=OuterRef("pk")).annotate(n=Count("conversations")).values("n")
         tokens = (
             UsageDay.objects.filter(user=OuterRef("pk"))
             .order_by()
@@ -194,6 +195,7 @@ class SiteSettingsAdmin(admin.ModelAdmin):
         "default_requests_per_minute",
         "default_concurrent_generations",
         "default_tokens_per_day",
+        "default_max_tokens_per_answer",
     )
 
     def has_add_permission(self, request):

@@ -44,6 +44,7 @@ class User(AbstractUser):
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     concurrent_generations = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    max_tokens_per_answer = models.PositiveIntegerField(null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -120,6 +121,11 @@ class SiteSettings(models.Model):
     )
     default_tokens_per_day = models.PositiveBigIntegerField(
         "tokens per day (per user)", default=2_000_000, help_text="Prompt and completion tokens. 0: no limit."
+    )
+    default_max_tokens_per_answer = models.PositiveIntegerField(
+        "tokens per answer (per user)",
+        default=0,
+        help_text="The most an answer may be asked to write (max_tokens). 0: up to the model's context.",
     )
     # Set once, by a conditional UPDATE, to the first account ever created: the
     # database serialises two concurrent claims, so exactly one becomes admin.

@@ -101,8 +101,8 @@ def build(streams: int) -> tuple[str, list[int], list[str]]:
     """`streams` conversations, each with a queued answer for one client to follow."""
     from accounts.models import Role, User
     from conversations.models import Conversation, Message
-    from inference_worker.engine import new_request_id
     from inference_worker.models import ChatModel
+    from inference_worker.presence import new_request_id
 
     user = User.objects.filter(email="relay@example.com").first() or User.objects.create_user(
         "relay@example.com", "x" * 20, role=Role.USER

@@ -115,8 +115,9 @@ def raw_child(args) -> None:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    from inference_worker.engine import EngineHost, EngineSpec, new_request_id
+    from inference_worker.engine import EngineHost, EngineSpec
     from inference_worker.models import ChatModel
+    from inference_worker.presence import new_request_id
 
     host = EngineHost(EngineSpec.from_model(ChatModel.objects.get(name=MODEL)), worker_name="raw", queue="raw")
     engine = host._build_engine()  # what the worker builds, with the same arguments

@@ -33,10 +33,11 @@ import redis  # noqa: E402
 from channels.layers import get_channel_layer  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from conversations.services import enqueue  # noqa: E402
+from conversations.jobs import TurnJob, enqueue  # noqa: E402
 from inference_worker import presence  # noqa: E402
-from inference_worker.engine import new_request_id  # noqa: E402
+from inference_worker.jobs import Generation  # noqa: E402
 from inference_worker.models import ChatModel  # noqa: E402
+from inference_worker.presence import new_request_id  # noqa: E402
 
 PROMPT = "Write a very long story about a dragon who learns to bake bread."
 
@@ -59,12 +60,14 @@ async def one(layer, queue: str, tokens: int, *, stop_after: int | None = None) 
     rid = new_request_id()
     channel = await layer.new_channel()
     await layer.group_add(presence.reply_group(rid), channel)
-    job = {
-        "request_id": rid,
-        "messages": [{"role": "user", "content": PROMPT}],
-        "params": {"max_tokens": tokens, "temperature": 0.7, "ignore_eos": True},
-        "enqueued_at": time.time(),
-    }
+    job = TurnJob(
+        user_id=None,
+        generation=Generation(
+            request_id=rid,
+            messages=[{"role": "user", "content": PROMPT}],
+            params={"max_tokens": tokens, "temperature": 0.7, "ignore_eos": True},
+        ),
+    )
     sent = time.perf_counter()
     await asyncio.to_thread(enqueue, job, queue)
     first = None

@@ -25,7 +25,6 @@ from functools import wraps
 from importlib import import_module
 from typing import Any
 
-import kombu.exceptions
 import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -34,7 +33,6 @@ from django.contrib.auth import get_user
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import path
@@ -42,12 +40,13 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import SiteSettings, touch_last_active
-from accounts.quotas import QuotaExceeded, quota_acquire, quota_refund, quota_release
+from accounts.quotas import quota_release
 from accounts.services import api_key_find
-from conversations import protocol, services
+from conversations import admission, protocol, services
+from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageRole, MessageStatus
 from inference_worker import presence
-from inference_worker.engine import new_request_id
+from inference_worker.jobs import Generation, Sampling
 from inference_worker.models import ChatModel
 
 ERROR_TYPES = {
@@ -258,7 +257,7 @@ def _admit(
     request: HttpRequest, body: protocol.ChatCompletionRequest | JsonResponse, request_id: str
 ) -> dict | JsonResponse:
     """Everything up to the enqueue, in one thread hop (the ORM and Redis): the caller, then
-    the body's own error if it had one, then model, worker, quotas and the job."""
+    the body's own error if it had one, then the one admission every surface shares."""
     site = SiteSettings.load()
     caller = _authenticate(request, site)
     if isinstance(caller, HttpResponse):
@@ -267,58 +266,55 @@ def _admit(
     if isinstance(body, HttpResponse):
         return body
     history = body.history()
-    if not history or history[-1]["role"] != "user":
+    if not history or history[-1].role != "user":
         return api_error(400, "The last message must be from the user.", param="messages", code="invalid_messages")
     model = ChatModel.objects.filter(name=body.model, enabled=True).first()
     if model is None:
         return api_error(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
+
+    def store(sampling: Sampling) -> TurnJob:
+        job = TurnJob(
+            generation=Generation(
+                request_id=request_id,
+                model=model.name,
+                system_prompt=body.system_prompt(),
+                messages=history,
+                params=sampling,
+            ),
+            user_id=caller.user.pk,
+            api_key_id=caller.key.pk if caller.key else None,
+        )
+        if caller.key is not None and caller.key.save_history:
+            job.message_id = _save_call(caller, body, model, request_id, sampling)
+        return job
+
     try:
-        services.require_live_worker(model)
-    except services.SendError as exc:
-        return api_error(503, exc.message, code=exc.code, retry_after=10)
-    try:
-        quota_acquire(user=caller.user, request_id=request_id, site=site)
-    except QuotaExceeded as exc:
-        return api_error(429, exc.message, code=exc.code, retry_after=exc.retry_after)
-    except (OSError, redis.RedisError):
-        return api_error(503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5)
-    job = {
-        "request_id": request_id,
-        "user_id": caller.user.pk,
-        "api_key_id": caller.key.pk if caller.key else None,
-        "model": model.name,
-        "system_prompt": body.system_prompt(),
-        "messages": history,
-        "params": body.params(),
-        "enqueued_at": time.time(),
-        "quota_user_id": caller.user.pk,
-    }
-    if caller.key is not None and caller.key.save_history:
-        try:
-            job["message_id"] = _save_call(caller, body, model, request_id)
-        except BaseException:
-            quota_release(user_id=caller.user.pk, request_id=request_id)
-            raise
-    return {"job": job, "queue": model.queue, "harmony": model.is_harmony}
+        admission.admit(
+            user=caller.user, model=model, sampling=body.sampling(), request_id=request_id, store=store, site=site
+        )
+    except admission.SendError as exc:
+        return api_error(exc.status, exc.message, param=exc.param, code=exc.code, retry_after=exc.retry_after)
+    return {"harmony": model.is_harmony, "show_reasoning": site.may_see_reasoning(caller.user)}
 
 
-@transaction.atomic
-def _save_call(caller: ApiCaller, body: protocol.ChatCompletionRequest, model: ChatModel, request_id: str) -> int:
+def _save_call(
+    caller: ApiCaller, body: protocol.ChatCompletionRequest, model: ChatModel, request_id: str, sampling: Sampling
+) -> int:
     """A key that saves history: the call becomes a conversation of the key's owner; the worker
     stores the answer into its queued assistant message, as for the chat."""
     history = body.history()
     conversation = Conversation.objects.create(
         owner=caller.user,
         model=model,
-        title=services.title_from_text(history[-1]["content"]) or "API call",
+        title=services.title_from_text(history[-1].content) or "API call",
         title_auto=False,
         system_prompt=body.system_prompt(),
-        params=body.params(),
+        params=sampling.given(),
     )
     parent = None
     for message in history:
         parent = Message.objects.create(
-            conversation=conversation, parent=parent, role=message["role"], content=message["content"]
+            conversation=conversation, parent=parent, role=message.role, content=message.content
         )
     answer = Message.objects.create(
         conversation=conversation,
@@ -521,29 +517,24 @@ def _parse(request: HttpRequest) -> protocol.ChatCompletionRequest | JsonRespons
 @api_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = _parse(request)
-    request_id = new_request_id()
+    request_id = presence.new_request_id()
     stream = ReplyStream(request_id)
-    stream.open()  # while _admit runs: the first events must find us listening
+    stream.open()
     try:
+        await stream.ready()  # subscribed before the admission enqueues: the first events must find us
         prepared = await sync_to_async(_admit)(request, body, request_id)
-    except BaseException:
+    except BaseException as exc:
         await stream.close()
+        if isinstance(exc, OSError | redis.RedisError):
+            return api_error(503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5)
         raise
     if isinstance(prepared, HttpResponse):
         await stream.close()
         return prepared
-    try:
-        await stream.ready()
-        await sync_to_async(services.enqueue)(prepared["job"], prepared["queue"])
-    except BaseException as exc:  # Redis away, or the client gone: nothing may stay counted or queued
-        await stream.close()
-        await sync_to_async(_undo)(request.api_caller.user.pk, prepared["job"])
-        if isinstance(exc, OSError | redis.RedisError | kombu.exceptions.OperationalError):
-            return api_error(503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5)
-        raise
     events = _events(stream, body.model, request.api_caller.user.pk, request_id)
     base = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": int(time.time())}
     base["model"] = body.model
+    show_reasoning = prepared["show_reasoning"]
 
     # Until the engine starts, errors can still be proper HTTP errors; a stream still
     # queued after SILENCE_BEFORE_CHECK starts anyway, and reports a later error in-stream.
@@ -561,22 +552,14 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         await stream.close()
         return _engine_error(first or {"code": "engine_error"})
     if not body.stream:
-        return await _collect(stream, events, first, base, request_id)
+        return await _collect(stream, events, first, base, request_id, show_reasoning)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     response = StreamingHttpResponse(
-        _sse(stream, events, first, base, request_id, include_usage), content_type="text/event-stream"
+        _sse(stream, events, first, base, request_id, include_usage, show_reasoning), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
-
-
-def _undo(user_id: int, job: dict) -> None:
-    """A request that never reached the queue: refund it, and fail its saved message."""
-    with contextlib.suppress(OSError, redis.RedisError):
-        quota_refund(user_id=user_id, request_id=job["request_id"])
-    if job.get("message_id"):
-        services.message_fail(message_id=job["message_id"], error="The request never reached the queue.")
 
 
 async def _abandon(stream: ReplyStream, request_id: str) -> None:
@@ -588,7 +571,7 @@ async def _abandon(stream: ReplyStream, request_id: str) -> None:
         await stream.close()
 
 
-async def _collect(stream, events, first: dict, base: dict, request_id: str) -> JsonResponse:
+async def _collect(stream, events, first: dict, base: dict, request_id: str, show_reasoning: bool) -> JsonResponse:
     content, reasoning, final = [], [], first
     try:
         pending = [first]
@@ -609,7 +592,7 @@ async def _collect(stream, events, first: dict, base: dict, request_id: str) -> 
     if final.get("event") == "error":
         return _engine_error(final)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
-    if any(reasoning):
+    if show_reasoning and any(reasoning):
         message["reasoning_content"] = message["reasoning"] = "".join(reasoning)
     return JsonResponse(
         {
@@ -621,7 +604,7 @@ async def _collect(stream, events, first: dict, base: dict, request_id: str) -> 
     )
 
 
-async def _sse(stream, events, first: dict, base: dict, request_id: str, include_usage: bool):
+async def _sse(stream, events, first: dict, base: dict, request_id: str, include_usage: bool, show_reasoning: bool):
     finished = False
     try:
         yield _chunk(base, {"role": "assistant", "content": ""})
@@ -633,7 +616,7 @@ async def _sse(stream, events, first: dict, base: dict, request_id: str, include
             kind = event.get("event")
             if kind == "delta":
                 delta = {}
-                if event.get("reasoning"):
+                if show_reasoning and event.get("reasoning"):
                     delta["reasoning_content"] = delta["reasoning"] = event["reasoning"]
                 if event.get("content"):
                     delta["content"] = event["content"]

@@ -27,7 +27,6 @@ from accounts.models import SiteSettings
 from conversations import services
 from conversations.models import Conversation, Message, MessageStatus
 from inference_worker import presence
-from inference_worker.engine import new_request_id
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHENTICATED = 4001
@@ -253,7 +252,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.request_id is not None:
             await self._error("An answer is still being written; stop it or wait.", "busy")
             return
-        request_id = new_request_id()
+        request_id = presence.new_request_id()
         try:
             await self._follow(request_id, None, None)
         except (OSError, redis.RedisError):
@@ -270,11 +269,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(
             {
                 "type": "queued",
-                "request_id": turn.job["request_id"],
+                "request_id": turn.job.request_id,
                 "message_id": turn.assistant_message.pk,
                 "user_message_id": turn.user_message.pk,
                 "user_parent_id": turn.user_message.parent_id,
-                "model": turn.job["model"],
+                "model": turn.job.generation.model,
                 "regenerate": content.get("type") == "regenerate",
                 "title": turn.title,
             }

@@ -48,10 +48,10 @@ class Preset(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        from conversations.services import SendError, clean_params
+        from conversations.admission import SendError, clean_params
 
         try:
-            self.params = clean_params(self.params)
+            self.params = clean_params(self.params).given()
         except SendError as exc:
             raise ValidationError({"params": exc.message}) from exc
 

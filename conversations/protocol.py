@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inference_worker.jobs import HistoryMessage, Integer, Sampling
 
 __all__ = ["ChatCompletionRequest", "ValidationError", "first_error"]
 
@@ -33,35 +35,18 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(Sampling):
+    """The sampling parameters are Sampling's own fields: the chat's, with the same ranges."""
+
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=100)
     messages: list[ChatMessage] = Field(min_length=1, max_length=2000)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
-    n: int | None = Field(default=None, ge=1, le=1)
+    max_completion_tokens: Integer | None = Field(default=None, ge=1, le=1_000_000)
+    n: Integer | None = Field(default=None, ge=1, le=1)
     user: str | None = Field(default=None, max_length=256)
-    ignore_eos: StrictBool | None = None  # vLLM's extension: write max_tokens tokens (benchmarks)
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 4 or any(not s or len(s) > 200 for s in stops):
-            raise ValueError("stop takes up to 4 non-empty strings of at most 200 characters")
-        return stops
 
     @model_validator(mode="after")
     def _storable_text(self) -> ChatCompletionRequest:
@@ -81,22 +66,13 @@ class ChatCompletionRequest(BaseModel):
     def system_prompt(self) -> str:
         return "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
 
-    def history(self) -> list[dict[str, str]]:
-        return [{"role": m.role, "content": m.text()} for m in self.messages if m.role in ("user", "assistant")]
+    def history(self) -> list[HistoryMessage]:
+        return [HistoryMessage(role=m.role, content=m.text()) for m in self.messages if m.role in ("user", "assistant")]
 
-    def params(self) -> dict:
-        params = {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_completion_tokens or self.max_tokens,
-            "presence_penalty": self.presence_penalty,
-            "frequency_penalty": self.frequency_penalty,
-            "seed": self.seed,
-            "reasoning_effort": self.reasoning_effort,
-            "stop": self.stop,
-            "ignore_eos": self.ignore_eos or None,
-        }
-        return {k: v for k, v in params.items() if v is not None}
+    def sampling(self) -> Sampling:
+        fields = {name: getattr(self, name) for name in Sampling.model_fields}
+        fields["max_tokens"] = self.max_completion_tokens or self.max_tokens
+        return Sampling(**fields)
 
 
 def first_error(exc: ValidationError) -> tuple[str, str | None]:

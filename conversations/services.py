@@ -3,83 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.quotas import QuotaExceeded, quota_acquire, quota_refund, quota_release
+from accounts.quotas import quota_release
+from conversations.admission import SendError, admit, clean_params, clean_text
+from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageRole, MessageStatus
 from inference_worker import presence
-from inference_worker.engine import new_request_id
+from inference_worker.jobs import Generation, HistoryMessage, Sampling
 from inference_worker.models import ChatModel
 
 MAX_MESSAGE_CHARS = 100_000
 ACTIVE = (MessageStatus.QUEUED, MessageStatus.STREAMING)
 
 
-class SendError(Exception):
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.message, self.code = message, code
-
-
 @dataclass
 class Turn:
     user_message: Message
     assistant_message: Message
-    job: dict[str, Any]
+    job: TurnJob
     queue: str
     title: str = ""
-
-
-PARAM_RULES: dict[str, tuple[type, float, float]] = {
-    "temperature": (float, 0.0, 2.0),
-    "top_p": (float, 0.01, 1.0),
-    "max_tokens": (int, 1, 1_000_000),
-    "repetition_penalty": (float, 0.5, 2.0),
-    "presence_penalty": (float, -2.0, 2.0),
-    "frequency_penalty": (float, -2.0, 2.0),
-    "seed": (int, 0, 2**63 - 1),
-}
-
-
-def clean_params(raw: Any) -> dict[str, Any]:
-    """Validate generation parameters; unknown keys are ignored, bad values refused."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise SendError("params must be an object.", "invalid_params")
-    params: dict[str, Any] = {}
-    for key, (kind, low, high) in PARAM_RULES.items():
-        value = raw.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
-            raise SendError(f"{key} must be a number.", "invalid_params")
-        value = kind(value)
-        if not low <= value <= high:
-            raise SendError(f"{key} must be between {low:g} and {high:g}.", "invalid_params")
-        params[key] = value
-    effort = raw.get("reasoning_effort")
-    if effort is not None:
-        if effort not in ("low", "medium", "high"):
-            raise SendError("reasoning_effort must be low, medium or high.", "invalid_params")
-        params["reasoning_effort"] = effort
-    ignore_eos = raw.get("ignore_eos")  # vLLM's extension, as on the API: exactly max_tokens tokens
-    if ignore_eos is not None:
-        if not isinstance(ignore_eos, bool):
-            raise SendError("ignore_eos must be true or false.", "invalid_params")
-        if ignore_eos:
-            params["ignore_eos"] = True
-    return params
 
 
 def branch(message: Message | None) -> list[Message]:
@@ -97,13 +48,13 @@ def branch(message: Message | None) -> list[Message]:
     return chain[::-1]
 
 
-def history_for(messages: list[Message]) -> list[dict[str, str]]:
+def history_for(messages: list[Message]) -> list[HistoryMessage]:
     history = []
     for m in messages:
         if m.role == MessageRole.USER:
-            history.append({"role": "user", "content": m.content})
+            history.append(HistoryMessage(role="user", content=m.content))
         elif m.content and m.status in (MessageStatus.DONE, MessageStatus.STOPPED):
-            history.append({"role": "assistant", "content": m.content})
+            history.append(HistoryMessage(role="assistant", content=m.content))
     return history
 
 
@@ -114,26 +65,6 @@ def model_for(conversation: Conversation) -> ChatModel:
     if model is None:
         raise SendError("No model is configured. An admin can add one in the admin panel.", "no_model")
     return model
-
-
-def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
-    try:
-        workers, waiting = presence.serving(model.name, model.queue)
-    except Exception as exc:  # noqa: BLE001 - Redis down: say so instead of hanging
-        raise SendError(
-            f"The queue is unreachable ({exc.__class__.__name__}); try again shortly.", "queue_down"
-        ) from exc
-    if not workers:
-        raise SendError(
-            f"No worker is serving {model.display_name} right now. Pick another model, or ask an admin to start one.",
-            "no_worker",
-        )
-    if waiting >= settings.MAX_QUEUE_LENGTH:
-        raise SendError(
-            f"{model.display_name} is very busy: {waiting} requests are waiting. Try again in a minute.",
-            "queue_full",
-        )
-    return workers
 
 
 TITLE_CHARS = 80
@@ -190,12 +121,12 @@ def conversation_send(
     """
     if conversation.owner_id != user.pk:
         raise SendError("Conversation not found.", "not_found")
-    if not isinstance(content, str) or not content.strip():
+    if isinstance(content, str) and not content.strip():
         raise SendError("Type a message first.", "empty_message")
-    if len(content) > MAX_MESSAGE_CHARS:
-        raise SendError(f"This message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}.", "too_long")
-    params, model, request_id = _turn_setup(conversation, params, request_id)
-    with _quota(user, request_id), transaction.atomic():
+    content = clean_text(content, what="message", limit=MAX_MESSAGE_CHARS)
+    turn: list[Turn] = []
+
+    def store(sampling: Sampling) -> TurnJob:
         _lock(conversation)
         parent, named = _parent_for(conversation, parent_id, edit_of)
         if parent is not None and parent.role == MessageRole.USER:
@@ -210,15 +141,12 @@ def conversation_send(
             title = title_from_text(content)
             if Conversation.objects.filter(pk=conversation.pk, title_auto=True).update(title=title):
                 conversation.title = title
-        return _start_answer(
-            user=user,
-            conversation=conversation,
-            user_message=user_message,
-            model=model,
-            params=params,
-            request_id=request_id,
-            make_title=first and conversation.title_auto,
-        )
+        turn.append(_start_answer(user, conversation, user_message, model, sampling, request_id, first))
+        return turn[0].job
+
+    model, sampling, request_id = _turn_setup(conversation, params, request_id)
+    admit(user=user, model=model, sampling=sampling, request_id=request_id, store=store)
+    return turn[0]
 
 
 def conversation_regenerate(
@@ -227,52 +155,28 @@ def conversation_regenerate(
     """A new answer to the user message behind `message_id` (an answer, or the question itself)."""
     if conversation.owner_id != user.pk:
         raise SendError("Conversation not found.", "not_found")
-    params, model, request_id = _turn_setup(conversation, params, request_id)
-    with _quota(user, request_id), transaction.atomic():
+    turn: list[Turn] = []
+
+    def store(sampling: Sampling) -> TurnJob:
         _lock(conversation)
         message = _own_message(conversation, message_id)
         user_message = message if message.role == MessageRole.USER else message.parent
         if user_message is None:
             raise SendError("There is no question to answer again.", "not_found")
         _refuse_if_busy(conversation)
-        return _start_answer(
-            user=user,
-            conversation=conversation,
-            user_message=user_message,
-            model=model,
-            params=params,
-            request_id=request_id,
-            make_title=False,
-        )
+        turn.append(_start_answer(user, conversation, user_message, model, sampling, request_id, False))
+        return turn[0].job
+
+    model, sampling, request_id = _turn_setup(conversation, params, request_id)
+    admit(user=user, model=model, sampling=sampling, request_id=request_id, store=store)
+    return turn[0]
 
 
-def _turn_setup(
-    conversation: Conversation, params: Any, request_id: str | None
-) -> tuple[dict[str, Any], ChatModel, str]:
-    """What every turn checks before it counts or stores anything: parameters, model, a live worker."""
-    params = {**(conversation.params or {}), **clean_params(params)}
-    model = model_for(conversation)
-    require_live_worker(model)
-    return params, model, request_id or new_request_id()
-
-
-@contextlib.contextmanager
-def _quota(user: User, request_id: str) -> Iterator[None]:
-    """Count the request against the user's limits; uncount it if the turn is refused."""
-    try:
-        quota_acquire(user=user, request_id=request_id)
-    except QuotaExceeded as exc:
-        raise SendError(exc.message, exc.code) from exc
-    except (OSError, redis.RedisError) as exc:
-        raise SendError(
-            f"The queue is unreachable ({exc.__class__.__name__}); try again shortly.", "queue_down"
-        ) from exc
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(OSError, redis.RedisError):
-            quota_refund(user_id=user.pk, request_id=request_id)
-        raise
+def _turn_setup(conversation: Conversation, params: Any, request_id: str | None) -> tuple[ChatModel, Sampling, str]:
+    """The conversation's model, and its parameters with the turn's own over them."""
+    stored = clean_params(conversation.params or {}).given()
+    sampling = clean_params({**stored, **clean_params(params).given()})
+    return model_for(conversation), sampling, request_id or presence.new_request_id()
 
 
 def _lock(conversation: Conversation) -> None:
@@ -289,16 +193,14 @@ def _refuse_if_busy(conversation: Conversation) -> None:
 
 
 def _start_answer(
-    *,
     user: User,
     conversation: Conversation,
     user_message: Message,
     model: ChatModel,
-    params: dict[str, Any],
-    request_id: str | None,
+    sampling: Sampling,
+    request_id: str,
     make_title: bool,
 ) -> Turn:
-    request_id = request_id or new_request_id()
     assistant = Message.objects.create(
         conversation=conversation,
         parent=user_message,
@@ -310,30 +212,20 @@ def _start_answer(
     if conversation.model_id is None:
         conversation.model = model
     conversation.save(update_fields=["model", "updated"])
-    job = {
-        "request_id": request_id,
-        "message_id": assistant.pk,
-        "user_id": user.pk,
-        "conversation_id": conversation.pk,
-        "model": model.name,
-        "system_prompt": conversation.system_prompt,
-        "messages": history_for(branch(user_message)),
-        "params": params,
-        "enqueued_at": time.time(),
-        "make_title": make_title,
-        "quota_user_id": user.pk,  # the worker releases the running slot when the answer ends
-    }
-    transaction.on_commit(lambda: enqueue(job, model.queue))
+    job = TurnJob(
+        generation=Generation(
+            request_id=request_id,
+            model=model.name,
+            system_prompt=conversation.system_prompt,
+            messages=history_for(branch(user_message)),
+            params=sampling,
+        ),
+        user_id=user.pk,
+        message_id=assistant.pk,
+        conversation_id=conversation.pk,
+        make_title=make_title and conversation.title_auto,
+    )
     return Turn(user_message, assistant, job, model.queue, str(conversation))
-
-
-def enqueue(job: dict[str, Any], queue: str) -> None:
-    from inference_worker.tasks import generate
-
-    # argsrepr: Celery would otherwise put a repr of the job (up to 1 KB of the user's
-    # messages) in the message's headers, seen by monitoring and logs; building it also
-    # cost 0.3-0.6 ms of the turn.
-    generate.apply_async(args=[job], queue=queue, argsrepr=f"(job {job['request_id']})", kwargsrepr="{}")
 
 
 def message_stop(*, user: User, conversation: Conversation, request_id: str) -> Message | None:
@@ -432,7 +324,7 @@ def conversation_create(
         model = ChatModel.objects.filter(enabled=True, name=model_name).first() if isinstance(model_name, str) else None
         if model is None:
             raise SendError("Pick one of the available models.", "bad_model")
-    merged = {**(preset.params if preset else {}), **clean_params(params)}
+    merged = {**(preset.params if preset else {}), **clean_params(params).given()}
     prompt = _clean_system_prompt(system_prompt) if system_prompt is not None else None
     return Conversation.objects.create(
         owner=user,
@@ -447,14 +339,7 @@ MAX_SYSTEM_PROMPT_CHARS = 20_000
 
 
 def _clean_system_prompt(value: Any) -> str:
-    if not isinstance(value, str):
-        raise SendError("The system prompt must be text.", "invalid_params")
-    if len(value) > MAX_SYSTEM_PROMPT_CHARS:
-        raise SendError(
-            f"The system prompt is {len(value):,} characters; the limit is {MAX_SYSTEM_PROMPT_CHARS:,}.",
-            "invalid_params",
-        )
-    return value
+    return clean_text(value, what="system prompt", limit=MAX_SYSTEM_PROMPT_CHARS)
 
 
 def conversation_configure(
@@ -475,7 +360,7 @@ def conversation_configure(
         conversation.system_prompt = _clean_system_prompt(system_prompt)
         fields.append("system_prompt")
     if params is not None:
-        conversation.params = clean_params(params)
+        conversation.params = clean_params(params).given()
         fields.append("params")
     conversation.save(update_fields=fields)
     return conversation
@@ -484,6 +369,7 @@ def conversation_configure(
 def conversation_rename(*, conversation: Conversation, title: Any) -> Conversation:
     if not isinstance(title, str) or not title.strip():
         raise SendError("Give the conversation a title.", "empty_title")
+    clean_text(title, what="title")
     if len(title) > TITLE_CHARS * 2:
         raise SendError(f"Keep the title under {TITLE_CHARS * 2} characters.", "too_long")
     conversation.title = " ".join(title.split())

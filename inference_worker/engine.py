@@ -17,7 +17,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import psutil
 
 from inference_worker import presence
+from inference_worker.jobs import Generation
 from inference_worker.prompts import PromptTooLong, prompt_builder_for
 
 log = logging.getLogger(__name__)
@@ -516,13 +516,13 @@ class EngineHost:
     # --- requests ----------------------------------------------------------------
 
     def submit(
-        self, job: dict[str, Any], claimed: concurrent.futures.Future | None = None
+        self, job: Generation, claimed: concurrent.futures.Future | None = None
     ) -> tuple[RequestState, concurrent.futures.Future]:
         """Run `job` on the engine. `claimed`, if given, resolves to whether this worker won
         the job's message (the task thread claims it meanwhile): the engine checks for a
         stop and builds the prompt while it waits, and drops the request on False before
         anything is published or generated."""
-        state = RequestState(request_id=job["request_id"], enqueued_at=job.get("enqueued_at") or time.time())
+        state = RequestState(request_id=job.request_id, enqueued_at=job.enqueued_at)
         self.held.add(state.request_id)
         self.requests[state.request_id] = state
         future = asyncio.run_coroutine_threadsafe(self._generate(job, state, claimed), self.loop)
@@ -538,28 +538,29 @@ class EngineHost:
         except Exception:  # noqa: BLE001
             return False
 
-    def _sampling_params(self, job: dict[str, Any], prompt):
+    def _sampling_params(self, job: Generation, prompt):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        p = job.get("params") or {}
+        p = job.params
         spec = self.spec
         extra = None
-        script = (job.get("script") or self.default_script) if self.scripted_logits else None
+        script = (job.script or self.default_script) if self.scripted_logits else None
         if script:
             from inference_worker.testing import SCRIPT_ARG
 
             extra = {SCRIPT_ARG: script}
+        pick = lambda value, default: default if value is None else value  # noqa: E731
         return SamplingParams(
-            temperature=p.get("temperature", spec.default_temperature),
-            top_p=p.get("top_p", spec.default_top_p),
-            max_tokens=p.get("max_tokens") or spec.default_max_tokens,
-            repetition_penalty=p.get("repetition_penalty", 1.0),
-            presence_penalty=p.get("presence_penalty", 0.0),
-            frequency_penalty=p.get("frequency_penalty", 0.0),
-            seed=p.get("seed"),
-            ignore_eos=bool(p.get("ignore_eos", False)),  # benchmarks: fixed-length answers
-            stop=p.get("stop") or None,
+            temperature=pick(p.temperature, spec.default_temperature),
+            top_p=pick(p.top_p, spec.default_top_p),
+            max_tokens=p.max_tokens or spec.default_max_tokens,
+            repetition_penalty=pick(p.repetition_penalty, 1.0),
+            presence_penalty=pick(p.presence_penalty, 0.0),
+            frequency_penalty=pick(p.frequency_penalty, 0.0),
+            seed=p.seed,
+            ignore_eos=bool(p.ignore_eos),  # benchmarks: fixed-length answers
+            stop=p.stop or None,
             stop_token_ids=prompt.stop_token_ids or None,
             output_kind=RequestOutputKind.DELTA,
             detokenize=self.spec.prompt_format != "harmony",
@@ -567,7 +568,7 @@ class EngineHost:
         )
 
     async def _generate(
-        self, job: dict[str, Any], state: RequestState, claimed: concurrent.futures.Future | None = None
+        self, job: Generation, state: RequestState, claimed: concurrent.futures.Future | None = None
     ) -> RequestState:
         rid = state.request_id
         # Before any await: a snapshot request must always find this request's coalescer.
@@ -592,16 +593,15 @@ class EngineHost:
                     raise RuntimeError(f"the model could not be loaded ({self.load_error})")
                 if state.aborted or await self._stopped_before_start(rid):  # stopped while it loaded
                     return self._stopped(state)
-            params = job.get("params") or {}
-            max_tokens = params.get("max_tokens") or self.spec.default_max_tokens
+            max_tokens = job.params.max_tokens or self.spec.default_max_tokens
             try:
                 prompt = self.builder.build(
-                    history=job["messages"],
-                    system_prompt=job.get("system_prompt", ""),
+                    history=[m.model_dump() for m in job.messages],
+                    system_prompt=job.system_prompt,
                     max_tokens=max_tokens,
                     options={
-                        "reasoning_effort": params.get("reasoning_effort") or self.spec.default_reasoning_effort,
-                        "date": job.get("date") or datetime.date.today().isoformat(),
+                        "reasoning_effort": job.params.reasoning_effort or self.spec.default_reasoning_effort,
+                        "date": job.date or datetime.date.today().isoformat(),
                     },
                 )
             except PromptTooLong as exc:
@@ -748,7 +748,3 @@ def cpu_engine_env() -> None:
     cores = sorted(os.sched_getaffinity(0))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if cores else "auto")
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex

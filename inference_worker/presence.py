@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 import weakref
 from typing import Any
 
@@ -72,6 +73,11 @@ def async_client():
     import redis.asyncio as aioredis
 
     return aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10)
+
+
+def new_request_id() -> str:
+    """An answer's id: it names its reply group, its stop mark and its engine request."""
+    return uuid.uuid4().hex
 
 
 def reply_group(request_id: str) -> str:

@@ -107,12 +107,14 @@ def test_site_settings_is_one_row_edited_in_the_admin(admin_client, users):
             "default_requests_per_minute": "30",
             "default_concurrent_generations": "2",
             "default_tokens_per_day": "0",
+            "default_max_tokens_per_answer": "512",
         },
     )
     assert response.status_code == 302
     settings = SiteSettings.load()
     assert (settings.default_requests_per_minute, settings.default_concurrent_generations) == (30, 2)
     assert settings.default_tokens_per_day == 0
+    assert settings.default_max_tokens_per_answer == 512
     assert settings.signups_enabled is False
     assert settings.default_role == Role.USER
     assert settings.reasoning_visibility == "admins"

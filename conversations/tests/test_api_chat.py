@@ -114,6 +114,39 @@ def test_gpt_oss_reasoning_comes_as_reasoning_content(live_daphne, users, gpt_os
     assert reasoning == GPT_OSS_REASONING and content == GPT_OSS_ANSWER
 
 
+def test_reasoning_stays_hidden_from_keys_of_users_the_site_excludes(live_daphne, users, gpt_oss, key):
+    """Site settings' "who sees model reasoning" holds on the API as in the chat."""
+    from accounts.models import SiteSettings
+
+    site = SiteSettings.load()
+    site.reasoning_visibility = "admins"
+    site.save()
+    api = client(live_daphne, key)  # alice's
+    answer = api.chat.completions.create(model="gpt-oss-test", messages=FRANCE, reasoning_effort="low")
+    extra = answer.choices[0].message.model_extra or {}
+    assert answer.choices[0].message.content == GPT_OSS_ANSWER
+    assert not extra.get("reasoning_content") and not extra.get("reasoning"), extra
+    chunks = list(api.chat.completions.create(model="gpt-oss-test", messages=FRANCE, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == GPT_OSS_ANSWER
+    assert not any((c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in chunks if c.choices)
+    assert not any((c.choices[0].delta.model_extra or {}).get("reasoning") for c in chunks if c.choices)
+
+
+def test_the_days_last_tokens_cut_an_answer_short_and_then_refuse(live_daphne, users, smollm2, key):
+    """max_tokens is reserved against what the day has left: the answer may write only that."""
+    from accounts.models import User
+    from accounts.quotas import quota_add_tokens
+
+    User.objects.filter(pk=users.alice.pk).update(tokens_per_day=1000)
+    quota_add_tokens(user_id=users.alice.pk, tokens=995)
+    api = client(live_daphne, key)
+    answer = api.chat.completions.create(model="smollm2-test", messages=LONG, max_tokens=64, temperature=0)
+    assert answer.choices[0].finish_reason == "length" and answer.usage.completion_tokens == 5
+    with pytest.raises(openai.RateLimitError) as refused:
+        api.chat.completions.create(model="smollm2-test", messages=FRANCE, max_tokens=64)
+    assert refused.value.body["code"] == "tokens_exhausted"
+
+
 def test_a_prompt_over_the_context_is_400_with_the_numbers(live_daphne, users, smollm2, key):
     huge = [{"role": "user", "content": "bread " * 3000}]
     with pytest.raises(openai.BadRequestError) as refused:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from conftest import screenshot, session_cookie
+from conftest import screenshot, session_cookie, turn_job
 from conversations.models import Conversation, Message
 
 pytestmark = [
@@ -39,8 +39,8 @@ def test_hostile_model_output_stays_inert_while_it_streams(live_daphne, new_page
     """The model itself (scripted) streams the hostile list through the real path into the page."""
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
-    from conversations.services import enqueue
-    from inference_worker.engine import new_request_id
+    from conversations.jobs import enqueue
+    from inference_worker.presence import new_request_id
 
     encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     hostile = "\n\n".join(XSS)
@@ -65,15 +65,15 @@ def test_hostile_model_output_stays_inert_while_it_streams(live_daphne, new_page
             break
         page.wait_for_timeout(100)
     assert any('"type": "resume"' in f for f in frames), frames
-    job = {
-        "request_id": request_id,
-        "message_id": answer.pk,
-        "user_id": users.alice.pk,
-        "model": gpt_oss.name,
-        "messages": [{"role": "user", "content": question.content}],
-        "params": {"max_tokens": len(script) + 8},
-        "script": script,
-    }
+    job = turn_job(
+        request_id=request_id,
+        message_id=answer.pk,
+        user_id=users.alice.pk,
+        model=gpt_oss.name,
+        messages=[{"role": "user", "content": question.content}],
+        params={"max_tokens": len(script) + 8},
+        script=script,
+    )
     enqueue(job, gpt_oss.queue)
     try:
         page.locator(".message.assistant .status", has_text="Done").wait_for(timeout=180_000)

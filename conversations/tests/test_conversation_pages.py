@@ -220,7 +220,7 @@ def test_the_chat_page_embeds_the_whole_tree(users, model):
 
 
 def test_titles_are_cleaned_from_what_a_model_says():
-    from inference_worker.services import title_clean
+    from conversations.turns import title_clean
 
     assert title_clean('"Baking Bread With Dragons."\nmore text') == "Baking Bread With Dragons"
     assert title_clean("Title: **Paris facts**") == "Paris facts"

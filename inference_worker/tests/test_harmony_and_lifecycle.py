@@ -15,11 +15,18 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from conftest import GPT_OSS_ANSWER, GPT_OSS_IDLE_SECONDS, GPT_OSS_REASONING, ensure_model_row, gpt_oss_script
+from conftest import (
+    GPT_OSS_ANSWER,
+    GPT_OSS_IDLE_SECONDS,
+    GPT_OSS_REASONING,
+    ensure_model_row,
+    gpt_oss_script,
+    turn_job,
+)
+from conversations.jobs import enqueue
 from conversations.models import Conversation, Message
-from conversations.services import enqueue
 from inference_worker import presence
-from inference_worker.engine import new_request_id
+from inference_worker.presence import new_request_id
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
 
@@ -42,22 +49,22 @@ def run_turn(user, content: str, model_name: str = "gpt-oss-test") -> tuple[list
         request_id=request_id,
         model_name=model.name,
     )
-    job = {
-        "request_id": request_id,
-        "message_id": answer.pk,
-        "user_id": user.pk,
-        "messages": [{"role": "user", "content": content}],
-        "params": {"max_tokens": 64, "reasoning_effort": "low"},
-        "enqueued_at": time.time(),
-        "script": gpt_oss_script(),
-    }
+    job = turn_job(
+        request_id=request_id,
+        message_id=answer.pk,
+        user_id=user.pk,
+        messages=[{"role": "user", "content": content}],
+        params={"max_tokens": 64, "reasoning_effort": "low"},
+        enqueued_at=time.time(),
+        script=gpt_oss_script(),
+    )
 
     events = follow(job, model.queue)
     answer.refresh_from_db()
     return events, answer
 
 
-def follow(job: dict, queue: str, on_event=None) -> list[dict]:
+def follow(job, queue: str, on_event=None) -> list[dict]:
     """Enqueue a job and collect its reply group's events up to done / error.
 
     on_event (async) sees each event as it arrives (to stop the request mid-way)."""
@@ -65,7 +72,7 @@ def follow(job: dict, queue: str, on_event=None) -> list[dict]:
     async def listen() -> list[dict]:
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        await layer.group_add(presence.reply_group(job["request_id"]), channel)
+        await layer.group_add(presence.reply_group(job.request_id), channel)
         enqueue(job, queue)
         events = []
         while True:
@@ -152,13 +159,13 @@ def test_a_stop_while_the_model_loads_ends_the_request_before_the_engine_has_it(
     idle_gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
     model = ensure_model_row(IDLE_MODEL)
     request_id = new_request_id()
-    job = {
-        "request_id": request_id,
-        "user_id": users.alice.pk,
-        "messages": [{"role": "user", "content": "Stop me."}],
-        "params": {"max_tokens": 64},
-        "script": gpt_oss_script(),
-    }
+    job = turn_job(
+        request_id=request_id,
+        user_id=users.alice.pk,
+        messages=[{"role": "user", "content": "Stop me."}],
+        params={"max_tokens": 64},
+        script=gpt_oss_script(),
+    )
 
     async def stop_while_loading(event: dict) -> None:
         if event["event"] == "status" and event["state"] == "loading":

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from accounts.models import UsageDay
-from conftest import ChatSocket, ensure_model_row, wait_for
+from conftest import ChatSocket, ensure_model_row, turn_job, wait_for
 from conversations.models import Conversation, Message
 from inference_worker.models import ChatModel
 
@@ -299,9 +299,9 @@ def test_a_job_whose_message_was_taken_meanwhile_is_dropped_without_a_word(users
     from channels.layers import get_channel_layer
 
     from accounts.quotas import PREFIX, quota_acquire
-    from conversations.services import enqueue
+    from conversations.jobs import enqueue
     from inference_worker import presence
-    from inference_worker.engine import new_request_id
+    from inference_worker.presence import new_request_id
 
     conv = conversation(users.alice, smollm2)
     question = Message.objects.create(conversation=conv, role="user", content=FRANCE)
@@ -318,16 +318,15 @@ def test_a_job_whose_message_was_taken_meanwhile_is_dropped_without_a_word(users
         )
         quota_acquire(user=users.alice, request_id=request_id)
         jobs.append(
-            {
-                "request_id": request_id,
-                "message_id": answer.pk,
-                "user_id": users.alice.pk,
-                "conversation_id": conv.pk,
-                "model": smollm2.name,
-                "messages": [{"role": "user", "content": FRANCE}],
-                "params": {"temperature": 0, "max_tokens": 8},
-                "quota_user_id": users.alice.pk,
-            }
+            turn_job(
+                request_id=request_id,
+                message_id=answer.pk,
+                user_id=users.alice.pk,
+                conversation_id=conv.pk,
+                model=smollm2.name,
+                messages=[{"role": "user", "content": FRANCE}],
+                params={"temperature": 0, "max_tokens": 8},
+            )
         )
     taken, behind = jobs
 
@@ -336,7 +335,7 @@ def test_a_job_whose_message_was_taken_meanwhile_is_dropped_without_a_word(users
         channels = []
         for job in jobs:
             channels.append(await layer.new_channel())
-            await layer.group_add(presence.reply_group(job["request_id"]), channels[-1])
+            await layer.group_add(presence.reply_group(job.request_id), channels[-1])
         for job in jobs:  # one queue, in this order: the worker meets `taken` first
             enqueue(job, smollm2.queue)
         events = [await asyncio.wait_for(layer.receive(channels[1]), 180)]

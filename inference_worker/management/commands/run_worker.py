@@ -56,8 +56,8 @@ class Command(BaseCommand):
             cpu_engine_env()
 
         from chatweb.celery import app
-        from inference_worker import tasks
         from inference_worker.engine import EngineHost, EngineSpec
+        from inference_worker.jobs import set_current_host
         from inference_worker.models import ChatModel
 
         if not model:
@@ -80,7 +80,7 @@ class Command(BaseCommand):
             # tests only: the token ids every request gets when it names no script
             default_script=[int(t) for t in os.environ.get("CHATWEB_SCRIPT", "").split(",") if t.strip()] or None,
         )
-        tasks.HOST = host
+        set_current_host(host)  # for the chat turn's task (conversations.tasks), which Celery finds itself
         host.start()
         self.stdout.write(f"worker {worker_name}: loading {row.path} (queue {row.queue})")
         try:

@@ -1,4 +1,9 @@
-"""Worker-side writes: claim the message, store progress and the result, count usage."""
+"""A chat turn in the worker process: claim the message, hand the generation to the engine
+host, store progress and the outcome, count usage, make the title.
+
+It lives with what it stores; the engine host (inference_worker) knows nothing of
+messages, users or quotas.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ from django.utils import timezone
 
 from accounts.quotas import quota_add_tokens, quota_release
 from accounts.services import api_key_record, usage_record
+from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageStatus
 from conversations.services import title_from_text
 from inference_worker import presence
-from inference_worker.engine import EngineHost, RequestState, new_request_id
+from inference_worker.engine import EngineHost, RequestState
+from inference_worker.jobs import Generation, HistoryMessage, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +102,13 @@ def _retrying(write, what: str):
             delay = min(delay * 2, 10.0)
 
 
-def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | None:
+def turn_run(*, job: TurnJob, host: EngineHost) -> RequestState | None:
     close_old_connections()
-    message_id = job.get("message_id")
+    message_id = job.message_id
     claimed = concurrent.futures.Future() if message_id is not None else None
     # The engine checks for a stop and builds the prompt while this thread claims the
     # message: one after the other they took 2-3 ms of every answer's first token.
-    state, future = host.submit(job, claimed)
+    state, future = host.submit(job.generation, claimed)
     if claimed is not None:
         try:
             won = bool(_retrying(_claimer(message_id, host.worker_name), f"claiming message {message_id}"))
@@ -112,8 +119,8 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
         claimed.set_result(won)
         if not won:
             log.info("message %s is no longer queued (stopped or deleted); skipped", message_id)
-            if job.get("quota_user_id"):
-                quota_release(user_id=job["quota_user_id"], request_id=job["request_id"])
+            if job.user_id is not None:
+                quota_release(user_id=job.user_id, request_id=job.request_id)
             _drop(state, future, host)
             return None
     try:
@@ -144,11 +151,11 @@ def generation_run(*, job: dict[str, Any], host: EngineHost) -> RequestState | N
         finally:
             close_old_connections()
             host.finish(state)  # "done" / "error" only once the answer is stored
-    if job.get("make_title") and job.get("conversation_id") and state.status == "done":
+    if job.make_title and job.conversation_id and state.status == "done":
         try:
             conversation_title_run(job=job, answer=state.content, host=host)
         except Exception:  # a missing title never fails the answer
-            log.exception("titling conversation %s failed", job["conversation_id"])
+            log.exception("titling conversation %s failed", job.conversation_id)
     return state
 
 
@@ -161,23 +168,24 @@ def _drop(state: RequestState, future: concurrent.futures.Future, host: EngineHo
         host.finish(state)
 
 
-def _account(job: dict[str, Any], state: RequestState) -> None:
+def _account(job: TurnJob, state: RequestState) -> None:
     """Usage per user and key, the day's tokens, and the running slot given back."""
+    if job.user_id is None:
+        return
     try:
-        if job.get("user_id") and (state.prompt_tokens or state.completion_tokens):
+        if state.prompt_tokens or state.completion_tokens:
             usage_record(
-                user_id=job["user_id"], prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens
+                user_id=job.user_id, prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens
             )
-            quota_add_tokens(user_id=job["user_id"], tokens=state.prompt_tokens + state.completion_tokens)
-        if job.get("api_key_id"):
+            quota_add_tokens(user_id=job.user_id, tokens=state.prompt_tokens + state.completion_tokens)
+        if job.api_key_id:
             api_key_record(
-                key_id=job["api_key_id"],
+                key_id=job.api_key_id,
                 prompt_tokens=state.prompt_tokens,
                 completion_tokens=state.completion_tokens,
             )
     finally:
-        if job.get("quota_user_id"):
-            quota_release(user_id=job["quota_user_id"], request_id=state.request_id)
+        quota_release(user_id=job.user_id, request_id=state.request_id)
 
 
 TITLE_PROMPT = (
@@ -195,28 +203,30 @@ def title_clean(raw: str) -> str:
     return line if re.search(r"\w", line) else ""
 
 
-def conversation_title_run(*, job: dict[str, Any], answer: str, host: EngineHost) -> str:
+def conversation_title_run(*, job: TurnJob, answer: str, host: EngineHost) -> str:
     """Ask the model that just answered for a title; runs after "done", so it never delays the answer."""
-    if not Conversation.objects.filter(pk=job["conversation_id"], title_auto=True).exists():
+    conversation_id = job.conversation_id
+    if not Conversation.objects.filter(pk=conversation_id, title_auto=True).exists():
         return ""  # renamed or deleted while answering: no need to spend the engine on it
-    question = next((m["content"] for m in reversed(job["messages"]) if m["role"] == "user"), "")
+    question = next((m.content for m in reversed(job.generation.messages) if m.role == "user"), "")
     harmony = host.spec.prompt_format == "harmony"
-    title_job = {
-        "request_id": new_request_id(),
-        "model": job["model"],
-        "system_prompt": "",
-        "messages": [{"role": "user", "content": TITLE_PROMPT.format(question=question[:1500], answer=answer[:1500])}],
+    title_job = Generation(
+        request_id=presence.new_request_id(),
+        model=job.generation.model,
+        messages=[
+            HistoryMessage(role="user", content=TITLE_PROMPT.format(question=question[:1500], answer=answer[:1500]))
+        ],
         # gpt-oss thinks before it answers, even on low effort: leave it room.
-        "params": {"temperature": 0.0, "max_tokens": 256 if harmony else 24, "reasoning_effort": "low"},
-    }
+        params=Sampling(temperature=0.0, max_tokens=256 if harmony else 24, reasoning_effort="low"),
+    )
     state, future = host.submit(title_job)
     future.result(timeout=120)
     title = title_clean(state.content) if state.status == "done" else ""
     close_old_connections()
-    if title and Conversation.objects.filter(pk=job["conversation_id"], title_auto=True).update(title=title):
-        event = {"event": "title", "conversation_id": job["conversation_id"], "title": title}
+    if title and Conversation.objects.filter(pk=conversation_id, title_auto=True).update(title=title):
+        event = {"event": "title", "conversation_id": conversation_id, "title": title}
         asyncio.run_coroutine_threadsafe(
-            host.publish(presence.conversation_group(job["conversation_id"]), event, kind="conversation.event"),
+            host.publish(presence.conversation_group(conversation_id), event, kind="conversation.event"),
             host.loop,
         ).result(timeout=30)
     return title
