@@ -14,7 +14,7 @@ models:
 	.venv/bin/python -m inference_worker.local_models build
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 
 # Re-resolve requirements-cpu.lock from the top-level requirements files.
 lock:
