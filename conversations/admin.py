@@ -1,16 +1,23 @@
 """Admin: presets (published to every user's model picker), read-only conversations, the audit log.
 
 Reading other users' conversations is off unless the site setting allows it, and
-each read is written to the audit log before the page is shown.
+each read is written to the audit log before the page is shown. That read is the
+only admin page that shows a conversation's content (title, system prompt,
+parameters, messages): every other one shows ids, owners and dates, refuses
+query-string lookups on anything else, and the pages Django would head with the
+title (history, autocomplete) are closed.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext, gettext_lazy
 
 from accounts.models import SiteSettings
 from conversations.models import Conversation, ConversationRead, Preset
@@ -28,18 +35,35 @@ def _may_read(request: HttpRequest) -> bool:
     return request.user.is_admin and SiteSettings.load().admins_read_conversations
 
 
+class MetadataLookupsOnly:
+    """Query-string lookups (`?field__lookup=value`) only on the fields in `lookup_fields`.
+
+    Django allows any lookup on a model's own fields, so `?title__icontains=...` would
+    answer yes/no questions about content without an audit row; an allow-list also
+    covers fields added later.
+    """
+
+    lookup_fields: frozenset[str] = frozenset()
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        field = lookup.split(LOOKUP_SEP, 1)[0]
+        return field in self.lookup_fields and super().lookup_allowed(lookup, value, request)
+
+
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(MetadataLookupsOnly, admin.ModelAdmin):
     # Titles are often the first line of the first message: the list shows none of the
     # content; opening one (which is logged) does.
     list_display = ("conversation_id", "owner", "model", "message_count", "updated")
+    lookup_fields = frozenset({"pk", "id", "owner", "model", "created", "updated"})
+    actions = None  # an action's checkbox is labelled with the object's str: the title
     list_select_related = ("owner", "model")
     list_filter = ("model",)
     search_fields = ("owner__email",)
     date_hierarchy = "updated"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(message_count=Count("messages"))
+        return super().get_queryset(request).select_related("owner", "model").annotate(message_count=Count("messages"))
 
     @admin.display(description="conversation", ordering="pk")
     def conversation_id(self, obj: Conversation) -> str:
@@ -64,18 +88,31 @@ class ConversationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
+        # No other admin page picks a conversation (autocomplete, raw-id popups): such
+        # a picker lists every title, and nothing here needs one.
+        return False
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context=None) -> HttpResponse:
+        # The admin never changes a conversation, so there is no history to show, and
+        # the page would be headed with the title.
+        raise PermissionDenied
+
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None) -> HttpResponse:
         """A read-only transcript (every branch, oldest first); the read is logged first."""
         if not self.has_view_permission(request):
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        conversation = get_object_or_404(Conversation.objects.select_related("owner", "model"), pk=object_id)
+        conversation = self.get_object(request, unquote(object_id))  # None for a missing or malformed id
+        if conversation is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         ConversationRead.objects.create(
             reader=request.user,
             reader_email=request.user.email,
             owner=conversation.owner,
             owner_email=conversation.owner.email,
             conversation=conversation,
-            conversation_title=str(conversation)[:200],
+            # No title: the log outlives the conversation, and whoever reads the log
+            # would read the title without an audit row of their own.
         )
         context = {
             **self.admin_site.each_context(request),
@@ -89,11 +126,19 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConversationRead)
-class ConversationReadAdmin(admin.ModelAdmin):
-    list_display = ("created", "reader_email", "owner_email", "conversation_title")
+class ConversationReadAdmin(MetadataLookupsOnly, admin.ModelAdmin):
+    # Who read whose conversation and when; not what it says (older rows may still
+    # hold a title, shown nowhere).
+    list_display = ("created", "reader_email", "owner_email", "conversation_ref")
     list_filter = ("created",)
-    search_fields = ("reader_email", "owner_email", "conversation_title")
+    search_fields = ("reader_email", "owner_email")
     date_hierarchy = "created"
+    fields = readonly_fields = ("created", "reader_email", "owner_email", "conversation_ref")
+    lookup_fields = frozenset({"pk", "id", "created", "reader", "reader_email", "owner", "owner_email", "conversation"})
+
+    @admin.display(description=gettext_lazy("conversation"), ordering="conversation_id")
+    def conversation_ref(self, entry: ConversationRead) -> str:
+        return f"#{entry.conversation_id}" if entry.conversation_id else gettext("deleted")
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_admin
