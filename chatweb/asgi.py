@@ -11,7 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chatweb.sqlite import keep_wal  # noqa: E402
-from chatweb.trust import SameOriginValidator  # noqa: E402
+from chatweb.trust import SameOriginValidator, behind_trusted_proxies  # noqa: E402
 from conversations.api import ApiHandler  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
@@ -31,3 +31,4 @@ application = ProtocolTypeRouter(
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+application = behind_trusted_proxies(application)

@@ -83,6 +83,12 @@ if len(SECRET_KEY) < 32 and not DEBUG:
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+# Peers (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed;
+# from anyone else those headers are ignored, so a client cannot choose the address the
+# login and signup rate limits count.
+TRUSTED_PROXIES = envlist("TRUSTED_PROXIES", [])
+if "*" in TRUSTED_PROXIES:
+    raise ImproperlyConfigured("TRUSTED_PROXIES names proxies; '*' would let every client pick its address")
 
 # Behind a TLS-terminating proxy: HTTPS=true turns on every secure-cookie and
 # HSTS setting that `manage.py check --deploy` asks for.

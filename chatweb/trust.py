@@ -8,6 +8,14 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+
+def behind_trusted_proxies(app):
+    """X-Forwarded-For and X-Forwarded-Proto from the peers in TRUSTED_PROXIES only.
+
+    daphne's own --proxy-headers believes them from anyone, so it is not used."""
+    return ProxyHeadersMiddleware(app, trusted_hosts=settings.TRUSTED_PROXIES)
 
 
 def _allowed_hosts() -> list[str]:
