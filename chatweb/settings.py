@@ -90,6 +90,10 @@ TRUSTED_PROXIES = envlist("TRUSTED_PROXIES", [])
 if "*" in TRUSTED_PROXIES:
     raise ImproperlyConfigured("TRUSTED_PROXIES names proxies; '*' would let every client pick its address")
 
+# `/health` answers readiness to anyone; its details (workers, hosts, devices) go to an
+# admin session or a request with `Authorization: Bearer <HEALTH_TOKEN>`.
+HEALTH_TOKEN = envsecret("HEALTH_TOKEN")
+
 # Behind a TLS-terminating proxy: HTTPS=true turns on every secure-cookie and
 # HSTS setting that `manage.py check --deploy` asks for.
 HTTPS = envbool("HTTPS", False)
