@@ -12,7 +12,7 @@ COPY . .
 RUN DEBUG=true STATIC_MANIFEST=true python manage.py collectstatic --noinput -v 0
 USER chatweb
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && daphne -b 0.0.0.0 -p 8000 --proxy-headers chatweb.asgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && daphne -b 0.0.0.0 -p 8000 chatweb.asgi:application"]
 
 FROM base AS worker-gpu
 COPY requirements.txt requirements-gpu.txt ./

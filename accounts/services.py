@@ -90,9 +90,18 @@ def usage_record(*, user_id: int, prompt_tokens: int, completion_tokens: int, re
 # --- API keys -----------------------------------------------------------------------
 
 
-def _api_key_digest(key: str) -> str:
+def _api_key_secrets() -> list[str]:
+    """The secret new keys are made with, then every older one that may have made a stored key.
 
-    return hmac.new(settings.SECRET_KEY.encode(), key.encode(), hashlib.sha256).hexdigest()
+    Keys made before API_KEY_SECRET existed were made with SECRET_KEY (of that time)."""
+    current = settings.API_KEY_SECRET or settings.SECRET_KEY
+    older = [*settings.API_KEY_SECRET_FALLBACKS, settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    return [current, *(secret for secret in dict.fromkeys(older) if secret and secret != current)]
+
+
+def _api_key_digest(key: str, secret: str | None = None) -> str:
+    secret = secret or _api_key_secrets()[0]
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
 
 
 API_KEY_PREFIX_CHARS = 14  # "sk-cw-" and 8 random characters: indexed, shown in lists
@@ -125,9 +134,18 @@ def api_key_find(key: str) -> ApiKey | None:
     if not isinstance(key, str) or not key.startswith(API_KEY_PREFIX) or len(key) > 200:
         return None
     row = ApiKey.objects.select_related("user").filter(prefix=key[:API_KEY_PREFIX_CHARS]).first()
-    if row is None or not hmac.compare_digest(row.digest, _api_key_digest(key)):
+    if row is None:
         return None
-    return row
+    current, *older = _api_key_secrets()
+    if hmac.compare_digest(row.digest, _api_key_digest(key, current)):
+        return row
+    for secret in older:
+        if hmac.compare_digest(row.digest, _api_key_digest(key, secret)):
+            # Re-hashed with the current secret, so the key outlives the old one's removal.
+            row.digest = _api_key_digest(key, current)
+            ApiKey.objects.filter(pk=row.pk).update(digest=row.digest)
+            return row
+    return None
 
 
 def api_key_revoke(*, key: ApiKey) -> bool:

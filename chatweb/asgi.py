@@ -9,9 +9,9 @@ django_asgi_app = get_asgi_application()  # first: it sets Django up before the 
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chatweb.sqlite import keep_wal  # noqa: E402
+from chatweb.trust import SameOriginValidator, behind_trusted_proxies  # noqa: E402
 from conversations.api import ApiHandler  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
@@ -28,6 +28,7 @@ async def http(scope, receive, send) -> None:
 application = ProtocolTypeRouter(
     {
         "http": http,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+application = behind_trusted_proxies(application)

@@ -80,9 +80,30 @@ elif SECRET_KEY == _DEV_SECRET_KEY and not DEBUG:
     raise ImproperlyConfigured("SECRET_KEY is the built-in development key; set a real one")
 if len(SECRET_KEY) < 32 and not DEBUG:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
+# Earlier keys, still accepted for sessions, signatures and API keys while a new one takes over.
+SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS", [])
+
+# API keys are HMAC'd with a secret of their own, so SECRET_KEY can be rotated without
+# revoking them. Unset: SECRET_KEY, as before (keys made then keep working when it is set
+# to that same value later). The fallbacks, then SECRET_KEY and its fallbacks, still verify
+# older keys; a key that matches one of them is re-hashed with the current secret on use.
+API_KEY_SECRET = envsecret("API_KEY_SECRET")
+if API_KEY_SECRET is not None and len(API_KEY_SECRET) < 32 and not DEBUG:
+    raise ImproperlyConfigured("API_KEY_SECRET must be at least 32 characters long")
+API_KEY_SECRET_FALLBACKS = envlist("API_KEY_SECRET_FALLBACKS", [])
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+# Peers (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed;
+# from anyone else those headers are ignored, so a client cannot choose the address the
+# login and signup rate limits count.
+TRUSTED_PROXIES = envlist("TRUSTED_PROXIES", [])
+if "*" in TRUSTED_PROXIES:
+    raise ImproperlyConfigured("TRUSTED_PROXIES names proxies; '*' would let every client pick its address")
+
+# `/health` answers readiness to anyone; its details (workers, hosts, devices) go to an
+# admin session or a request with `Authorization: Bearer <HEALTH_TOKEN>`.
+HEALTH_TOKEN = envsecret("HEALTH_TOKEN")
 
 # Behind a TLS-terminating proxy: HTTPS=true turns on every secure-cookie and
 # HSTS setting that `manage.py check --deploy` asks for.

@@ -31,8 +31,13 @@ class PresetAdmin(admin.ModelAdmin):
     fields = ("name", "description", "model", "system_prompt", "params", "enabled")
 
 
+def _is_admin(request: HttpRequest) -> bool:
+    # The admin asks the model admins on its login page too, where the user is anonymous.
+    return request.user.is_authenticated and request.user.is_admin
+
+
 def _may_read(request: HttpRequest) -> bool:
-    return request.user.is_admin and SiteSettings.load().admins_read_conversations
+    return _is_admin(request) and SiteSettings.load().admins_read_conversations
 
 
 class MetadataLookupsOnly:
@@ -141,10 +146,10 @@ class ConversationReadAdmin(MetadataLookupsOnly, admin.ModelAdmin):
         return f"#{entry.conversation_id}" if entry.conversation_id else gettext("deleted")
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_admin
+        return _is_admin(request)
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.is_admin
+        return _is_admin(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -187,8 +189,22 @@ def model_status(request: HttpRequest) -> JsonResponse:
     return JsonResponse(selectors.model_choices())
 
 
+def _may_see_health_details(request: HttpRequest) -> bool:
+    """An admin session, or the configured HEALTH_TOKEN as a bearer token."""
+    if request.user.is_authenticated and request.user.is_admin:
+        return True
+    token = settings.HEALTH_TOKEN
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
 def health(request: HttpRequest) -> JsonResponse:
-    """Ready when the database and Redis answer and some worker serves a model."""
+    """Ready when the database and Redis answer and some worker serves a model.
+
+    Anyone (a load balancer, compose's healthcheck) gets the status; the workers'
+    names, hosts, devices and memory only an admin or a holder of HEALTH_TOKEN."""
     checks: dict[str, object] = {}
     try:
         with connection.cursor() as cursor:
@@ -217,4 +233,5 @@ def health(request: HttpRequest) -> JsonResponse:
         status = "loading"
     else:
         status = "no_workers"
-    return JsonResponse({"status": status, **checks, "workers": workers}, status=200 if status == "ready" else 503)
+    body = {"status": status, **checks, "workers": workers} if _may_see_health_details(request) else {"status": status}
+    return JsonResponse(body, status=200 if status == "ready" else 503)

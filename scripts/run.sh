@@ -39,7 +39,7 @@ else
     log "Redis started on 127.0.0.1:$redis_port"
 fi
 
-daphne -b "$HOST" -p "$PORT" --proxy-headers chatweb.asgi:application &
+daphne -b "$HOST" -p "$PORT" chatweb.asgi:application &
 pids+=($!)
 
 # One worker for the default model: gpt-oss-20b where a GPU is seen, else the local SmolLM2.

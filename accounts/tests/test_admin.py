@@ -3,9 +3,11 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from django.test import Client
 
 from accounts.models import Role, SiteSettings, UsageDay, User
 from accounts.services import LastAdminError, user_set_active, user_set_role
+from conftest import PASSWORD
 from conversations.models import Conversation
 
 CHANGELIST = "/admin/accounts/user/"
@@ -192,3 +194,20 @@ def test_admins_manage_model_rows(admin_client, users):
     assert "gpt-oss-120b" in page and "none" in page  # no live worker for it
     bad = admin_client.post("/admin/inference_worker/chatmodel/add/", {"name": "x", "queue": "bad queue!"})
     assert bad.status_code == 200 and ChatModel.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_admin_login_page_answers_anyone_and_lets_the_admin_in(users):
+    client = Client()
+    page = client.get("/admin/login/?next=/admin/")
+    assert page.status_code == 200 and b'name="password"' in page.content
+    assert client.get("/admin/").status_code == 302  # to that login page
+
+    signed_in = client.post("/admin/login/?next=/admin/", {"username": users.admin.email, "password": PASSWORD})
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+
+    other = Client()
+    refused = other.post("/admin/login/", {"username": users.alice.email, "password": PASSWORD})
+    assert refused.status_code == 200 and b"errornote" in refused.content  # not staff: the form says so
+    assert other.get("/admin/").status_code == 302

@@ -1,12 +1,15 @@
-"""API keys: shown once, stored as prefix + HMAC, named, expiring, revocable, owner-only."""
+"""API keys: shown once, stored as prefix + HMAC, named, expiring, revocable, owner-only, and
+kept across a SECRET_KEY rotation."""
 
 from __future__ import annotations
 
 import datetime
 
+import httpx
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -92,3 +95,52 @@ def test_the_management_command_prints_a_working_key(users, capsys):
         call_command("create_api_key", users.charlie.email, "--name", "x")
     with pytest.raises(CommandError, match="No account"):
         call_command("create_api_key", "nobody@example.com", "--name", "x")
+
+
+# --- across a SECRET_KEY rotation ---------------------------------------------------------
+
+OLD_KEY = "old-secret-key-" + "o" * 40
+NEW_KEY = "new-secret-key-" + "n" * 40
+
+
+def models_with(key: str) -> int:
+    """GET /api/models with the key, through the ASGI application daphne serves."""
+    from chatweb.asgi import application
+
+    async def call() -> int:
+        transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            response = await http.get("/api/models", headers={"Authorization": f"Bearer {key}"})
+            return response.status_code
+
+    return async_to_sync(call)()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "after",
+    [
+        {"SECRET_KEY": NEW_KEY, "API_KEY_SECRET": OLD_KEY},  # the README's way: keys keep the old value
+        {"SECRET_KEY": NEW_KEY, "SECRET_KEY_FALLBACKS": [OLD_KEY]},  # Django's own rotation
+    ],
+    ids=["api-key-secret", "secret-key-fallbacks"],
+)
+def test_a_key_made_before_a_secret_key_rotation_still_works_after_it(users, after):
+    with override_settings(SECRET_KEY=OLD_KEY, SECRET_KEY_FALLBACKS=[], API_KEY_SECRET=None):
+        _, key = api_key_create(user=users.alice, name="before")
+        assert models_with(key) == 200
+    with override_settings(**{"SECRET_KEY_FALLBACKS": [], "API_KEY_SECRET": None, **after}):
+        assert models_with(key) == 200
+        assert models_with(key[:-1] + ("A" if key[-1] != "A" else "B")) == 401
+        _, made_after = api_key_create(user=users.alice, name="after")
+        assert models_with(made_after) == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_that_matched_a_fallback_survives_the_fallbacks_removal(users):
+    with override_settings(SECRET_KEY=OLD_KEY, SECRET_KEY_FALLBACKS=[], API_KEY_SECRET=None):
+        _, key = api_key_create(user=users.alice, name="before")
+    with override_settings(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[OLD_KEY], API_KEY_SECRET=None):
+        assert models_with(key) == 200  # used once during the rotation
+    with override_settings(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[], API_KEY_SECRET=None):
+        assert models_with(key) == 200

@@ -46,8 +46,9 @@ def test_model_picker_labels_the_cpu_demo_model(client, users):
 
 
 @pytest.mark.django_db
-def test_health_is_503_when_no_worker_serves_any_model(client):
+def test_health_is_503_when_no_worker_serves_any_model(client, users):
     # (runs before any worker fixture of the session has started a worker)
+    client.force_login(users.admin)  # the checks' details are for admins
     response = client.get("/health")
     assert response.status_code == 503
     body = response.json()

@@ -233,7 +233,8 @@ def test_killed_worker_gives_a_clear_error_and_the_next_request_is_served(live_d
     assert next(e for e in events if e["type"] == "start")["worker"] != victim.name
 
 
-def test_health_lists_the_live_workers(client, smollm2, smollm2_worker):
+def test_health_lists_the_live_workers(client, users, smollm2, smollm2_worker):
+    client.force_login(users.admin)  # the workers' details are for admins
     response = client.get("/health")
     assert response.status_code == 200
     body = response.json()
