@@ -504,13 +504,14 @@ def session_cookie(user) -> str:
 class ChatSocket:
     """A real websocket client on the live daphne, signed in as a user."""
 
-    def __init__(self, server: LiveServer, user, conversation_id: int) -> None:
+    def __init__(self, server: LiveServer, user, conversation_id: int, *, cookie: str | None = None) -> None:
+        """`cookie`: the session to sign in with (default: a new one of `user`'s)."""
         from websockets.sync.client import connect
 
         self._connection = connect(
             f"{server.ws_url}/ws/chat/{conversation_id}/",
             additional_headers={
-                "Cookie": f"{settings.SESSION_COOKIE_NAME}={session_cookie(user)}",
+                "Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie or session_cookie(user)}",
                 "Origin": server.url,
             },
             open_timeout=10,

@@ -23,7 +23,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import DatabaseError
 
-from accounts.models import SiteSettings
+from accounts.models import SiteSettings, User
+from accounts.sockets import NOT_APPROVED, SocketRefused, session_tag, socket_user_check, user_group
 from conversations import services
 from conversations.models import Conversation, Message, MessageStatus
 from inference_worker import presence
@@ -32,6 +33,7 @@ from inference_worker import presence
 CLOSE_UNAUTHENTICATED = 4001
 CLOSE_NOT_APPROVED = 4003
 CLOSE_NOT_FOUND = 4004
+REFUSAL_CLOSE = {NOT_APPROVED: CLOSE_NOT_APPROVED}  # any other refusal: CLOSE_UNAUTHENTICATED
 
 MAX_FRAME_BYTES = 256 * 1024
 WATCHDOG_SECONDS = 2.0
@@ -55,6 +57,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     resync_stored: dict | None = None
     resync_timer: asyncio.TimerHandle | None = None
     ending: dict | None = None  # the watchdog's end of this answer, waiting for its barrier
+    joined_user_group: str | None = None  # closes this socket when the user loses access
 
     # Worker events for this socket (every delta of an answer is one) and the page's frames.
     DIRECT = frozenset({"chat.event", "conversation.event", "websocket.receive"})
@@ -100,7 +103,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
         except (OSError, redis.RedisError):
             pass  # titles are a nicety; the answer stream has its own subscription
-        active = await self._active_message()
+        try:
+            await self._layer(self.channel_layer.group_add, user_group(user.pk), self.channel_name)
+            self.joined_user_group = user_group(user.pk)
+        except (OSError, redis.RedisError):
+            pass  # no prompt close on a change of access; every frame still checks the user
+        try:
+            active = await self._active_message()  # after joining: a change made meanwhile is seen here
+        except SocketRefused as exc:
+            await self.close(code=REFUSAL_CLOSE.get(exc.code, CLOSE_UNAUTHENTICATED))
+            return
         await self.send_json({"type": "ready", "active": active.pk if active else None})
         if active is not None:  # a reconnect while an answer is being written: follow it
             await self._follow(active.request_id, active.pk, active.worker or None)
@@ -121,6 +133,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
             except (OSError, redis.RedisError):
                 pass
+        if self.joined_user_group is not None:
+            try:
+                await self.channel_layer.group_discard(self.joined_user_group, self.channel_name)
+            except (OSError, redis.RedisError):
+                pass
+
+    async def user_revoked(self, event: dict) -> None:
+        """The user was signed out, deactivated, demoted or deleted (accounts.sockets)."""
+        if "session" in event and event["session"] != session_tag(self.scope["session"].session_key):
+            return  # a logout of another session of this user's
+        await self.close(code=REFUSAL_CLOSE.get(event.get("code"), CLOSE_UNAUTHENTICATED))
 
     # --- database helpers -------------------------------------------------------
 
@@ -134,6 +157,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _active_message(self) -> Message | None:
+        socket_user_check(self.scope)
         conversation = Conversation.objects.get(pk=self.conversation_id)
         services.messages_reap_orphans(conversation.messages.all())
         return services.active_messages(conversation).order_by("-created").first()
@@ -141,27 +165,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _start_turn(self, content: dict, request_id: str) -> tuple[services.Turn, int | None]:
         """The turn, stored and enqueued, and how many answers wait ahead of it, in one hop
-        (the count comes after the enqueue, so the worker does not wait for it)."""
-        turn = self._store_turn(content, request_id)
+        (the count comes after the enqueue, so the worker does not wait for it). The user is
+        read again first: the session may have ended, or the user lost access, since connect."""
+        turn = self._store_turn(content, request_id, socket_user_check(self.scope))
         try:
             return turn, self._queued_ahead(turn.assistant_message.pk)
         except DatabaseError:  # the turn is stored and queued; its place can wait for the watchdog
             return turn, None
 
-    def _store_turn(self, content: dict, request_id: str) -> services.Turn:
+    def _store_turn(self, content: dict, request_id: str, user: User) -> services.Turn:
         conversation = Conversation.objects.select_related("model").filter(pk=self.conversation_id).first()
         if conversation is None:
             raise services.SendError("This conversation was deleted.", "not_found")
         if content.get("type") == "regenerate":
             return services.conversation_regenerate(
-                user=self.scope["user"],
+                user=user,
                 conversation=conversation,
                 message_id=content.get("message_id"),
                 params=content.get("params"),
                 request_id=request_id,
             )
         return services.conversation_send(
-            user=self.scope["user"],
+            user=user,
             conversation=conversation,
             content=content.get("content"),
             params=content.get("params"),
@@ -186,8 +211,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _stop(self, request_id: str) -> Message | None:
+        user = socket_user_check(self.scope)
         conversation = Conversation.objects.get(pk=self.conversation_id)
-        return services.message_stop(user=self.scope["user"], conversation=conversation, request_id=request_id)
+        return services.message_stop(user=user, conversation=conversation, request_id=request_id)
 
     @database_sync_to_async
     def _check_lost(self) -> dict | None:
@@ -231,7 +257,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict):
             await self._error("Send a JSON object with a type.", "bad_frame")
             return
-        await self.receive_json(content)
+        try:
+            await self.receive_json(content)
+        except SocketRefused as exc:  # from the frame's database hop, before it stored anything
+            await self._unfollow()
+            await self._error(exc.message, exc.code)
+            await self.close(code=REFUSAL_CLOSE.get(exc.code, CLOSE_UNAUTHENTICATED))
 
     async def receive_json(self, content, **kwargs) -> None:
         kind = content.get("type")
@@ -305,6 +336,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _outcome(self, message_id) -> dict | None:
+        socket_user_check(self.scope)
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             return None
         message = Message.objects.filter(pk=message_id, conversation_id=self.conversation_id).first()

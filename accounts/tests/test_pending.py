@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.urls import reverse
 
+from conftest import session_cookie
 from conversations.models import Conversation
 from conversations.routing import websocket_urlpatterns
 
@@ -54,8 +58,12 @@ def test_pending_user_can_still_log_out(charlie_client):
 
 
 async def _close_code(user, path: str) -> int | None:
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
-    communicator.scope["user"] = user
+    # Signed in as the page is, through a session cookie: an open socket reads its session again.
+    headers = []
+    if user.is_authenticated:
+        cookie = await sync_to_async(session_cookie)(user)
+        headers = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())]
+    communicator = WebsocketCommunicator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), path, headers)
     connected, _ = await communicator.connect()
     assert connected
     message = await communicator.receive_output(timeout=2)
