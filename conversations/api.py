@@ -40,12 +40,21 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import SiteSettings, touch_last_active
-from accounts.quotas import quota_release
 from accounts.services import api_key_find
 from conversations import admission, protocol, services
+from conversations.follower import (
+    LOST,
+    RESYNC_SECONDS,
+    SILENCE_BEFORE_CHECK,
+    Follower,
+    check_after_silence,
+    stored_text,
+    whole_text,
+)
 from conversations.jobs import TurnJob
-from conversations.models import Conversation, Message, MessageRole, MessageStatus
+from conversations.models import Conversation, Message
 from inference_worker import presence
+from inference_worker.events import ENDS, Event
 from inference_worker.jobs import Generation, Sampling
 from inference_worker.models import ChatModel
 
@@ -61,11 +70,10 @@ ERROR_TYPES = {
     503: "service_unavailable",
 }
 MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's own cap on request.body (2.5 MB)
-# No event for this long: is the worker still there? A stream that is still served says
-# so to its client with an SSE comment; one still queued after the first such silence
-# starts its response, so that no proxy between (nginx waits 60 s by default) or
-# client gives up on a request that waits its turn behind others.
-SILENCE_BEFORE_CHECK = 6.0
+# After each silence (SILENCE_BEFORE_CHECK) a stream that is still served says so to its
+# client with an SSE comment; one still queued after the first such silence starts its
+# response, so that no proxy between (nginx waits 60 s by default) or client gives up on
+# a request that waits its turn behind others.
 WAITING = {"event": "waiting"}  # _events: a silence, and the request is still served
 
 
@@ -289,12 +297,12 @@ def _admit(
         return job
 
     try:
-        admission.admit(
+        job = admission.admit(
             user=caller.user, model=model, sampling=body.sampling(), request_id=request_id, store=store, site=site
         )
     except admission.SendError as exc:
         return api_error(exc.status, exc.message, param=exc.param, code=exc.code, retry_after=exc.retry_after)
-    return {"harmony": model.is_harmony, "show_reasoning": site.may_see_reasoning(caller.user)}
+    return {"message_id": job.message_id, "show_reasoning": site.may_see_reasoning(caller.user)}
 
 
 def _save_call(
@@ -316,15 +324,7 @@ def _save_call(
         parent = Message.objects.create(
             conversation=conversation, parent=parent, role=message.role, content=message.content
         )
-    answer = Message.objects.create(
-        conversation=conversation,
-        parent=parent,
-        role=MessageRole.ASSISTANT,
-        status=MessageStatus.QUEUED,
-        model_name=model.name,
-        request_id=request_id,
-    )
-    return answer.pk
+    return services.answer_placeholder(conversation, parent, model, request_id).pk
 
 
 def _chunk(base: dict, delta: dict, finish_reason: str | None = None) -> bytes:
@@ -367,133 +367,50 @@ def _engine_error(event: dict) -> JsonResponse:
     return api_error(500, event.get("message", "The model failed."), code=event.get("code") or "engine_error")
 
 
-def _still_served(worker: str | None, model: str) -> bool:
-    return presence.worker_alive(worker) if worker else bool(presence.live_workers(model))
-
-
-def _on_silence(worker: str | None, model: str, request_id: str) -> tuple[dict | None, bool]:
-    """After a silence: the request's kept outcome (it ended unheard), and whether it is still served."""
-    outcome = presence.outcome(request_id)
-    return outcome, outcome is not None or _still_served(worker, model)
-
-
-async def _ending(mender: _Mender, request_id: str) -> list[dict]:
-    """The rest of an answer whose events were lost, from the outcome its worker kept."""
-    try:
-        outcome = await sync_to_async(presence.outcome)(request_id)
-    except (OSError, redis.RedisError):
-        outcome = None
-    return (mender.finish(outcome) if outcome is not None else None) or [LOST]
-
-
-LOST = {
-    "event": "error",
-    "code": "stream_lost",
-    "message": "Part of the answer was lost on its way (the message queue restarted). Retry the request.",
-}
-
-
-class _Mender:
-    """Mends a stream whose deltas were lost on the way (Redis restarted while the worker
-    published them): the gap in their seq is filled from the worker's snapshot of the
-    text it has sent so far, as the chat socket does for the page."""
-
-    def __init__(self) -> None:
-        self.next_seq = 0
-        self.sent = {"content": "", "reasoning": ""}  # the text passed on so far
-        self.held: list[dict] | None = None  # deltas after a gap, waiting for the snapshot
-
-    def take(self, event: dict) -> list[dict] | None:
-        """The events to pass on for `event`, in order; None for an end that came after
-        lost deltas (the caller mends the rest from the outcome the worker kept)."""
-        kind = event.get("event")
-        if kind == "snapshot":
-            return self._mend(event) if self.held is not None else []  # another reader's
-        if kind == "delta":
-            if self.held is None and presence.delta_seq(event) > self.next_seq:
-                self.held = []  # the caller asks for the snapshot
-            if self.held is not None:
-                self.held.append(event)
-                return []
-            return [self._pass(event)]
-        if kind in ("done", "error") and (self.held is not None or presence.deltas_sent(event) > self.next_seq):
-            return None  # the worker is done: no snapshot will come
-        return [event]
-
-    def finish(self, outcome: dict) -> list[dict] | None:
-        """The rest of the text and the end, from the outcome the worker kept."""
-        missing = self._missing(outcome)
-        if missing is None or not isinstance(outcome.get("final"), dict):
-            return None
-        return ([{"event": "delta", **missing}] if missing else []) + [outcome["final"]]
-
-    def _mend(self, snapshot: dict) -> list[dict] | None:
-        held, self.held = self.held or [], None
-        missing = self._missing(snapshot)
-        if missing is None:
-            return None
-        self.next_seq = presence.delta_seq(snapshot)
-        out = [self._pass({"event": "delta", "seq": self.next_seq - 1, **missing})] if missing else []
-        return out + [self._pass(d) for d in held if presence.delta_seq(d) >= self.next_seq]
-
-    def _missing(self, whole: dict) -> dict | None:
-        """What `whole` (a snapshot, an outcome) holds beyond the text passed on; None if
-        the two disagree."""
-        missing = {}
-        for key, sent in self.sent.items():
-            text = whole.get(key) or ""
-            if not text.startswith(sent):
-                return None
-            if text[len(sent) :]:
-                missing[key] = text[len(sent) :]
-        return missing
-
-    def _pass(self, delta: dict) -> dict:
-        self.next_seq = max(self.next_seq, presence.delta_seq(delta) + 1)
-        for key in self.sent:
-            self.sent[key] += delta.get(key) or ""
-        return delta
-
-
-async def _events(stream: ReplyStream, model: str, user_id: int, request_id: str) -> AsyncIterator[dict]:
-    """The request's events until done / error; a silent, dead worker becomes an error
-    event. Events lost on the way (Redis restarted meanwhile) are mended from the
-    worker's snapshot, or at the end from the outcome it keeps; where neither can, the
-    stream ends with a stream_lost error rather than a gap or a wait without end."""
-    worker = None
-    mender = _Mender()
+async def _events(stream: ReplyStream, user_id: int, follower: Follower) -> AsyncIterator[dict]:
+    """The request's events until done / error, through the one follower (conversations.follower):
+    in order and whole, a silent dead worker turned into an error event; where nothing can
+    mend a stream that lost events, it ends with a stream_lost error rather than a gap."""
     while True:
-        event = await stream.next(SILENCE_BEFORE_CHECK)
+        event = await stream.next(RESYNC_SECONDS if follower.resyncing else SILENCE_BEFORE_CHECK)
         if event is None:
+            if follower.overdue():  # no snapshot came: a saved call's stored text, else wait for the end
+                stored = await sync_to_async(stored_text)(follower)
+                if stored is not None:
+                    mended = follower.mend(stored)
+                    for out in mended or [LOST]:
+                        yield out
+                    if mended is None:
+                        return
+                    continue
+            if not follower.silent():
+                continue
             try:
-                outcome, alive = await sync_to_async(_on_silence)(worker, model, request_id)
+                ending = await sync_to_async(check_after_silence)(follower, user_id=user_id)
             except (OSError, redis.RedisError):
-                yield {"event": "error", "code": "queue_down", "message": "The queue became unreachable."}
+                yield {"event": Event.ERROR, "code": "queue_down", "message": "The queue became unreachable."}
                 return
-            if outcome is not None:  # it ended, and its end was lost on the way
-                for out in mender.finish(outcome) or [LOST]:
+            if ending is None:
+                yield WAITING
+                continue
+            if ending["event"] == "ended":  # it ended, and its end was lost on the way
+                for out in follower.finish(ending["whole"], ending["end"]) or [LOST]:
                     yield out
                 return
-            if not alive:
-                with contextlib.suppress(OSError, redis.RedisError):
-                    await sync_to_async(quota_release)(user_id=user_id, request_id=request_id)
-                yield {"event": "error", "code": "worker_lost", "message": services.WORKER_LOST}
-                return
-            yield WAITING
-            continue
-        if event.get("event") in ("start", "status"):
-            worker = event.get("worker") or worker
-        passed = mender.take(event)
+            yield ending
+            return
+        passed = follower.take(event)
         if passed is None:  # the end came, but deltas before it were lost
-            for out in await _ending(mender, request_id):
+            whole, end = await sync_to_async(whole_text)(follower)
+            for out in (follower.finish(whole, end) if end is not None else None) or [LOST]:
                 yield out
             return
-        if mender.held == [event]:  # a gap, just now: ask the worker for its text so far
+        if follower.held == [event]:  # a gap, just now: ask the worker for its text so far
             with contextlib.suppress(OSError, redis.RedisError):  # else: mended at the end, from its outcome
-                await sync_to_async(presence.request_snapshot)(request_id)
+                await sync_to_async(presence.request_snapshot)(follower.request_id)
         for out in passed:
             yield out
-            if out.get("event") in ("done", "error"):
+            if out.get("event") in ENDS:
                 return
 
 
@@ -531,7 +448,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     if isinstance(prepared, HttpResponse):
         await stream.close()
         return prepared
-    events = _events(stream, body.model, request.api_caller.user.pk, request_id)
+    follower = Follower(request_id, model=body.model, message_id=prepared["message_id"])
+    events = _events(stream, request.api_caller.user.pk, follower)
     base = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": int(time.time())}
     base["model"] = body.model
     show_reasoning = prepared["show_reasoning"]

@@ -26,8 +26,18 @@ from django.db import DatabaseError
 from accounts.models import SiteSettings, User
 from accounts.sockets import NOT_APPROVED, SocketRefused, session_tag, socket_user_check, user_group
 from conversations import services
+from conversations.follower import (
+    RESYNC_SECONDS,
+    Follower,
+    check_after_silence,
+    layer_call,
+    stored_end,
+    stored_text,
+    whole_text,
+)
 from conversations.models import Conversation, Message, MessageStatus
 from inference_worker import presence
+from inference_worker.events import ENDS, Event
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHENTICATED = 4001
@@ -36,27 +46,28 @@ CLOSE_NOT_FOUND = 4004
 REFUSAL_CLOSE = {NOT_APPROVED: CLOSE_NOT_APPROVED}  # any other refusal: CLOSE_UNAUTHENTICATED
 
 MAX_FRAME_BYTES = 256 * 1024
-WATCHDOG_SECONDS = 2.0
-RESYNC_SECONDS = 1.5
-LAYER_RETRIES = 8
-SILENCE_BEFORE_CHECK = 4.0
+WATCHDOG_SECONDS = 2.0  # how often the watchdog looks at a followed answer
+CLOSE_CODES = {
+    "unauthenticated": CLOSE_UNAUTHENTICATED,
+    "not_approved": CLOSE_NOT_APPROVED,
+    "not_found": CLOSE_NOT_FOUND,
+}  # the page reads these (conversations.views)
+
+
+class Answer(Follower):
+    """The answer this socket follows: the follower's place in the stream, and what only the
+    socket keeps (its watchdog, the queue position it last told the page, an end waiting
+    for its barrier)."""
+
+    replaces = True  # the page takes a `resume` that replaces the answer's text
+    watchdog: asyncio.Task | None = None
+    queue_ahead: int | None = None
+    ending: dict | None = None  # the watchdog's end of this answer, waiting for its barrier
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_id: int
-    request_id: str | None = None
-    message_id: int | None = None
-    worker: str | None = None
-    partial: str = ""
-    started: bool = False
-    queue_ahead: int | None = None
-    last_event: float = 0.0
-    next_seq: int = 0
-    watchdog: asyncio.Task | None = None
-    resync_buffer: list[dict] | None = None  # deltas held until the worker's snapshot
-    resync_stored: dict | None = None
-    resync_timer: asyncio.TimerHandle | None = None
-    ending: dict | None = None  # the watchdog's end of this answer, waiting for its barrier
+    answer: Answer | None = None
     joined_user_group: str | None = None  # closes this socket when the user loses access
 
     # Worker events for this socket (every delta of an answer is one) and the page's frames.
@@ -98,13 +109,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except (OSError, redis.RedisError):
             pass
         try:
-            await self._layer(
+            await layer_call(
                 self.channel_layer.group_add, presence.conversation_group(conversation_id), self.channel_name
             )
         except (OSError, redis.RedisError):
             pass  # titles are a nicety; the answer stream has its own subscription
         try:
-            await self._layer(self.channel_layer.group_add, user_group(user.pk), self.channel_name)
+            await layer_call(self.channel_layer.group_add, user_group(user.pk), self.channel_name)
             self.joined_user_group = user_group(user.pk)
         except (OSError, redis.RedisError):
             pass  # no prompt close on a change of access; every frame still checks the user
@@ -114,9 +125,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=REFUSAL_CLOSE.get(exc.code, CLOSE_UNAUTHENTICATED))
             return
         await self.send_json({"type": "ready", "active": active.pk if active else None})
-        if active is not None:  # a reconnect while an answer is being written: follow it
-            await self._follow(active.request_id, active.pk, active.worker or None)
-            await self._resync({"content": active.content, "reasoning": active.reasoning}, [])
+        if active is not None:  # a reconnect while an answer is being written: follow it from its snapshot
+            answer = Answer(
+                active.request_id, model=active.model_name, message_id=active.pk, worker=active.worker or None
+            )
+            await self._resync(await self._follow(answer))
 
     async def _refuse(self, code: int) -> None:
         # A close before accept() rejects the handshake (the browser sees 1006 and
@@ -196,8 +209,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     @database_sync_to_async
-    def _queue_position(self) -> int | None:
-        return self._queued_ahead(self.message_id)
+    def _queue_position(self, message_id: int | None) -> int | None:
+        return self._queued_ahead(message_id)
 
     @staticmethod
     def _queued_ahead(message_id: int | None) -> int | None:
@@ -214,28 +227,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         user = socket_user_check(self.scope)
         conversation = Conversation.objects.get(pk=self.conversation_id)
         return services.message_stop(user=user, conversation=conversation, request_id=request_id)
-
-    @database_sync_to_async
-    def _check_lost(self) -> dict | None:
-        """None while the answer is alive; else the event that ends it for this socket.
-
-        Catches a worker that died (kill -9, lost host) and an outcome this socket
-        missed (its subscription dropped with a Redis restart): the stored message
-        is the truth either way.
-        """
-        message = Message.objects.filter(pk=self.message_id).first()
-        if message is None:
-            return {"type": "error", "code": "deleted", "message": "This answer was deleted."}
-        if message.status not in services.ACTIVE:
-            return self._stored_outcome(message)
-        worker = self.worker or message.worker
-        if worker and not presence.worker_alive(worker):
-            services.message_fail(message_id=message.pk, error=services.WORKER_LOST, content=self.partial or None)
-            return {"type": "error", "code": "worker_lost", "message": services.WORKER_LOST, "content": self.partial}
-        if not worker and not presence.live_workers(message.model_name):
-            services.message_fail(message_id=message.pk, error=services.NO_WORKER_LEFT)
-            return {"type": "error", "code": "no_worker", "message": services.NO_WORKER_LEFT}
-        return None
 
     # --- client messages --------------------------------------------------------
 
@@ -280,12 +271,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _on_send(self, content: dict) -> None:
         # Subscribe before the job is enqueued: a fast worker's first events must
         # find us listening (the pub/sub layer drops messages nobody listens to).
-        if self.request_id is not None:
+        if self.answer is not None:
             await self._error("An answer is still being written; stop it or wait.", "busy")
             return
         request_id = presence.new_request_id()
         try:
-            await self._follow(request_id, None, None)
+            answer = await self._follow(Answer(request_id, model=""))
         except (OSError, redis.RedisError):
             await self._unfollow()
             await self._error("The message queue is unreachable right now; try again in a moment.", "queue_down")
@@ -296,7 +287,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._unfollow()
             await self._error(exc.message, exc.code)
             return
-        self.message_id = turn.assistant_message.pk
+        answer.message_id, answer.model = turn.assistant_message.pk, turn.job.generation.model
         await self.send_json(
             {
                 "type": "queued",
@@ -310,18 +301,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             }
         )
         if ahead:  # others wait before this one: say so now, the watchdog keeps it current
-            await self.send_json({"type": "queue", "message_id": self.message_id, "ahead": ahead})
-            self.queue_ahead = ahead
+            await self.send_json({"type": "queue", "message_id": answer.message_id, "ahead": ahead})
+            answer.queue_ahead = ahead
 
     async def _on_stop(self, content: dict) -> None:
-        request_id = content.get("request_id") or self.request_id
+        following = self.answer.request_id if self.answer else None
+        request_id = content.get("request_id") or following
         if not isinstance(request_id, str) or not request_id:
             await self._error("Nothing to stop.", "nothing_to_stop")
             return
         message = await self._stop(request_id)
         if message is None:
             await self._error("Nothing to stop.", "nothing_to_stop")
-        elif message.status == MessageStatus.STOPPED and request_id == self.request_id:
+        elif message.status == MessageStatus.STOPPED and request_id == following:
             # Stopped while still queued: no worker will speak for it.
             await self.send_json(
                 {"type": "done", "status": "stopped", "finish_reason": "abort", "message_id": message.pk}
@@ -345,234 +337,159 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return self._stored_outcome(message)
 
     def _stored_outcome(self, message: Message) -> dict:
-        """The event that ends an answer, from what is stored (done, stopped or failed)."""
-        if message.status == MessageStatus.FAILED:
-            return {
-                "type": "error",
-                "code": "failed",
-                "message": message.error,
-                "content": message.content,
-                "message_id": message.pk,
-            }
-        return {
-            "type": "done",
-            "status": message.status,
-            "finish_reason": message.finish_reason,
-            "content": message.content,
-            "reasoning": message.reasoning if self.show_reasoning else "",
-            "recovered": True,
-            "message_id": message.pk,
-            "time_to_first_token_ms": message.time_to_first_token_ms,
-            "tokens_per_second": message.tokens_per_second,
-            "usage": {  # as the worker's own end has it (the stored message keeps no reasoning count)
-                "prompt_tokens": message.prompt_tokens,
-                "completion_tokens": message.completion_tokens,
-                "total_tokens": message.prompt_tokens + message.completion_tokens,
-            },
-        }
+        end = stored_end(message, show_reasoning=self.show_reasoning)
+        return {"type": end.pop("event"), "message_id": message.pk, **end}
 
     async def _error(self, message: str, code: str, **extra) -> None:
         await self.send_json({"type": "error", "message": message, "code": code, **extra})
 
-    # --- following one generation -------------------------------------------------
+    # --- following one answer ---------------------------------------------------------
 
-    async def _layer(self, method, *args) -> None:
-        """A channel-layer call that rides out a Redis restart (the first call after
-        one fails while the layer reconnects)."""
-        for attempt in range(LAYER_RETRIES):
-            try:
-                await method(*args)
-                return
-            except (OSError, redis.RedisError):
-                if attempt == LAYER_RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
-
-    async def _follow(self, request_id: str, message_id: int | None, worker: str | None) -> None:
+    async def _follow(self, answer: Answer) -> Answer:
+        """Join the answer's reply group (before its job is enqueued: the pub/sub layer drops
+        what nobody listens to) and watch it."""
         await self._unfollow()
-        self.request_id, self.message_id, self.worker = request_id, message_id, worker
-        self.partial = ""
-        self.started = worker is not None
-        self.queue_ahead = None
-        self.next_seq = 0  # the seq of the next delta: one further on means some were lost
-        self.last_event = time.monotonic()
-        await self._layer(self.channel_layer.group_add, presence.reply_group(request_id), self.channel_name)
-        self.watchdog = asyncio.create_task(self._watch())
+        self.answer = answer
+        await layer_call(self.channel_layer.group_add, presence.reply_group(answer.request_id), self.channel_name)
+        answer.watchdog = asyncio.create_task(self._watch(answer))
+        return answer
 
     async def _unfollow(self) -> None:
-        if self.watchdog is not None and self.watchdog is not asyncio.current_task():
-            self.watchdog.cancel()
-        self.watchdog = None
-        self.ending = None
-        self.resync_buffer = None  # a resync still waiting for its snapshot ends with the answer
-        if self.resync_timer is not None:
-            self.resync_timer.cancel()
-            self.resync_timer = None
-        request_id, self.request_id, self.message_id, self.worker = self.request_id, None, None, None
-        if request_id:
-            try:
-                await self._layer(self.channel_layer.group_discard, presence.reply_group(request_id), self.channel_name)
-            except (OSError, redis.RedisError):
-                pass  # the subscription went with the connection anyway
+        answer, self.answer = self.answer, None
+        if answer is None:
+            return
+        if answer.watchdog is not None and answer.watchdog is not asyncio.current_task():
+            answer.watchdog.cancel()
+        try:
+            await layer_call(
+                self.channel_layer.group_discard, presence.reply_group(answer.request_id), self.channel_name
+            )
+        except (OSError, redis.RedisError):
+            pass  # the subscription went with the connection anyway
 
-    async def _watch(self) -> None:
-        """No word from the worker for a while: is it still alive? (kill -9, lost host)
-
-        While the answer waits in the queue, also tell the page its place.
-        """
-        while self.request_id:
+    async def _watch(self, answer: Answer) -> None:
+        """While the answer waits in the queue, tell the page its place; after a silence, ask
+        whether the answer ended unheard or its worker died (kill -9, lost host)."""
+        while self.answer is answer:
             slept = time.monotonic()
             await asyncio.sleep(WATCHDOG_SECONDS)
             stalled = time.monotonic() - slept > WATCHDOG_SECONDS + 1  # this process froze meanwhile
-            if self.ending is not None:
+            if answer.ending is not None:
                 if not stalled:  # the barrier should have come back long ago: the subscription is gone
-                    await self._end(self.ending)
+                    await self._end(answer, answer.ending)
                     return
                 continue  # let what reached us while frozen through first
-            if self.message_id is not None and not self.started:
-                position = await self._queue_position()
-                if position is not None and position != self.queue_ahead:
-                    await self.send_json({"type": "queue", "message_id": self.message_id, "ahead": position})
-                    self.queue_ahead = position
-            if time.monotonic() - self.last_event < SILENCE_BEFORE_CHECK:
+            if answer.message_id is not None and not answer.started:
+                position = await self._queue_position(answer.message_id)
+                if position is not None and position != answer.queue_ahead:
+                    await self.send_json({"type": "queue", "message_id": answer.message_id, "ahead": position})
+                    answer.queue_ahead = position
+            if answer.message_id is None or not answer.silent():
                 continue
-            if self.message_id is None:
-                continue
-            ending = await self._check_lost()
-            if ending:
-                await self._end_behind_stream({**ending, "message_id": self.message_id})
+            ending = await database_sync_to_async(check_after_silence)(answer, user_id=self.scope["user"].pk)
+            if ending is not None:
+                await self._end_behind_stream(answer, ending)
 
-    async def _end_behind_stream(self, ending: dict) -> None:
+    async def _end_behind_stream(self, answer: Answer, ending: dict) -> None:
         """End the answer with what the watchdog found, once everything the worker sent
         before it has been relayed.
 
-        The watchdog reads the stored message while deltas may still be on their way to
-        this socket: a daphne that froze for a few seconds (GC, a descheduled VM, swap)
-        wakes to an answer finished in the database and its deltas unread. A barrier sent
-        to the answer's reply group comes back behind them (Redis delivers one channel's
-        messages in order), and the end goes out when it does. If it never comes back,
-        the subscription is gone and the watchdog's next round ends the answer anyway.
+        The watchdog reads the stored truth while deltas may still be on their way to this
+        socket: a daphne that froze for a few seconds (GC, a descheduled VM, swap) wakes to
+        an answer finished in the database and its deltas unread. A barrier sent to the
+        answer's reply group comes back behind them (Redis delivers one channel's messages
+        in order), and the end goes out when it does. If it never comes back, the
+        subscription is gone and the watchdog's next round ends the answer anyway.
         """
-        self.ending = ending
+        answer.ending = ending
+        barrier = {"type": "chat.event", "event": Event.BARRIER, "request_id": answer.request_id}
         try:
             await self.channel_layer.group_send(
-                presence.reply_group(self.request_id),
-                {"type": "chat.event", "event": "barrier", "request_id": self.request_id, "to": self.channel_name},
+                presence.reply_group(answer.request_id), {**barrier, "to": self.channel_name}
             )
         except (OSError, redis.RedisError):
-            await self._end(ending)  # nothing more comes through a Redis that is away
+            await self._end(answer, ending)  # nothing more comes through a Redis that is away
 
-    async def _end(self, ending: dict) -> None:
-        await self.send_json(ending)
-        await self._unfollow()
+    async def _end(self, answer: Answer, ending: dict) -> None:
+        if ending["event"] == "ended":  # it ended unheard: the whole text, then its end
+            await self._resume(answer, ending["whole"])
+            ending = ending["end"]
+        await self._relay(answer, ending)
+        if self.answer is answer:
+            await self._unfollow()
 
-    async def _resync(self, stored: dict | None, buffered: list[dict]) -> None:
+    async def _resync(self, answer: Answer) -> None:
         """Ask the worker for everything it has streamed so far (the stored text lags by up
-        to PARTIAL_SAVE_SECONDS); the deltas arriving meanwhile wait here.
-
-        On a reconnect, and when deltas went missing (Redis restarted while the worker
-        published them). `stored`: the text to fall back on if no worker answers within
-        RESYNC_SECONDS (None: read it then).
-        """
-        self.resync_buffer, self.resync_stored = buffered, stored
+        to the worker's save interval); the deltas arriving meanwhile are held. On a
+        reconnect, and when deltas went missing (Redis restarted while the worker published
+        them). If no worker answers within RESYNC_SECONDS, the stored text is the base."""
+        answer.hold()
         try:
-            await database_sync_to_async(presence.request_snapshot)(self.request_id)
+            await database_sync_to_async(presence.request_snapshot)(answer.request_id)
         except (OSError, redis.RedisError):
             pass  # the stored text after RESYNC_SECONDS, then
-        self.resync_timer = asyncio.get_running_loop().call_later(
-            RESYNC_SECONDS, lambda: asyncio.ensure_future(self._end_resync(None))
+        asyncio.get_running_loop().call_later(
+            RESYNC_SECONDS, lambda: asyncio.ensure_future(self._resync_overdue(answer))
         )
 
-    async def _end_resync(self, snapshot: dict | None, *, stored: dict | None = None) -> None:
-        if self.resync_buffer is None:
+    async def _resync_overdue(self, answer: Answer) -> None:
+        if self.answer is not answer or not answer.resyncing:
             return
-        if snapshot is None and stored is None and self.resync_stored is None:
-            stored = await self._stored_text()  # deltas keep waiting in the buffer meanwhile
-            if self.resync_buffer is None:
-                return  # ended while the text was read
-        buffered, self.resync_buffer = self.resync_buffer, None
-        if self.resync_timer is not None:
-            self.resync_timer.cancel()
-            self.resync_timer = None
-        if snapshot is not None:
-            base, from_seq = snapshot, snapshot["seq"]
-        else:
-            # No worker holds it (still queued, or already finished and stored).
-            base = stored or self.resync_stored
-            from_seq = 0 if not base["content"] and not base["reasoning"] else None
+        stored = await database_sync_to_async(stored_text)(answer)
+        if self.answer is answer and answer.resyncing:  # no snapshot came meanwhile
+            await self._pass_on(answer, answer.mend(stored or dict(answer.sent), replace=True))
+
+    async def chat_event(self, event: dict) -> None:
+        """A worker's event for the answer this socket follows."""
+        answer = self.answer
+        if answer is None or event.get("request_id", answer.request_id) != answer.request_id:
+            return  # the answer this socket followed before: its last events were already on their way
+        if event.get("event") == Event.BARRIER:
+            if event.get("to") == self.channel_name and answer.ending is not None:
+                await self._end(answer, answer.ending)  # every event sent before the watchdog's end is out
+            return  # another socket's
+        holding = answer.resyncing
+        passed = answer.take(event)
+        if passed is None:  # an end after lost deltas: the worker stored the whole text before it
+            whole, _ = await database_sync_to_async(whole_text)(answer)
+            if whole is not None:
+                await self._resume(answer, whole)
+            await self._relay(answer, event)
+            return
+        if answer.resyncing and not holding:  # deltas went missing on the way: start again from the worker's text
+            await self._resync(answer)
+        await self._pass_on(answer, passed)
+
+    async def _pass_on(self, answer: Answer, passed: list[dict]) -> None:
+        for out in passed:
+            if out.get("mended"):
+                await self._resume(answer, out["text"])
+            else:
+                await self._relay(answer, out)
+
+    async def _resume(self, answer: Answer, text: dict) -> None:
+        """The page replaces the answer's text with this (the whole text so far)."""
         await self.send_json(
             {
                 "type": "resume",
-                "message_id": self.message_id,
-                "request_id": self.request_id,
-                "content": base["content"],
-                "reasoning": base["reasoning"] if self.show_reasoning else "",
+                "message_id": answer.message_id,
+                "request_id": answer.request_id,
+                "content": text.get("content") or "",
+                "reasoning": (text.get("reasoning") or "") if self.show_reasoning else "",
             }
         )
-        self.partial = base["content"]
-        if from_seq is not None:
-            self.next_seq = from_seq
-        elif buffered:  # no worker answered: whatever still comes continues from here
-            self.next_seq = max(self.next_seq, *(presence.delta_seq(d) + 1 for d in buffered))
-        for delta in buffered:
-            if from_seq is not None and presence.delta_seq(delta) >= from_seq:
-                await self._relay(delta)
 
-    @database_sync_to_async
-    def _stored_text(self) -> dict:
-        message = Message.objects.filter(pk=self.message_id).only("content", "reasoning").first()
-        if message is None:
-            return self.resync_stored or {"content": self.partial, "reasoning": ""}
-        return {"content": message.content, "reasoning": message.reasoning}
-
-    async def chat_event(self, event: dict) -> None:
-        """A worker's event for the generation this socket follows."""
-        if self.request_id is None or event.get("request_id", self.request_id) != self.request_id:
-            return  # the answer this socket followed before: its last events were already on their way
-        kind = event.get("event")
-        if kind == "barrier":
-            if event.get("to") == self.channel_name and self.ending is not None:
-                await self._end(self.ending)  # every event sent before the watchdog's end is out
-            return  # another socket's
-        self.last_event = time.monotonic()
-        if kind == "snapshot":
-            if self.resync_buffer is not None:
-                await self._end_resync(event)
-            return  # another socket's resync
-        if kind == "delta" and self.resync_buffer is None and presence.delta_seq(event) > self.next_seq:
-            await self._resync(None, [event])  # deltas went missing on the way: start again from the worker's text
-            return
-        if self.resync_buffer is not None:
-            if kind == "delta":
-                self.resync_buffer.append(event)
-                return
-            if kind in ("done", "error"):  # finished before any snapshot: the stored text is final
-                await self._end_resync(None, stored=await self._stored_text())
-        elif kind in ("done", "error") and presence.deltas_sent(event) > self.next_seq:
-            # The last deltas were lost on the way; the worker stored the answer before
-            # it sent its end, so the stored text is whole.
-            self.resync_buffer, self.resync_stored = [], None
-            await self._end_resync(None, stored=await self._stored_text())
-        await self._relay(event)
-
-    async def _relay(self, event: dict) -> None:
+    async def _relay(self, answer: Answer, event: dict) -> None:
         kind = event.get("event")
         payload = {k: v for k, v in event.items() if k not in ("type", "event", "request_id")}
-        if kind in ("start", "status") and event.get("worker"):
-            self.worker = event["worker"]  # the watchdog checks this worker from now on
-        if kind == "start":
-            self.started = True
-        if kind == "delta":
-            self.next_seq = max(self.next_seq, presence.delta_seq(event) + 1)
-            self.partial += event.get("content", "")
-            if not self.show_reasoning:
-                payload.pop("reasoning", None)
-                if "content" not in payload:
-                    return
-        if kind == "done" and not self.show_reasoning:
+        if kind == Event.DELTA and not self.show_reasoning:
+            payload.pop("reasoning", None)
+            if "content" not in payload:
+                return
+        if kind == Event.DONE and not self.show_reasoning:
             payload.get("usage", {}).pop("reasoning_tokens", None)
-        await self.send_json({"type": kind, "message_id": self.message_id, **payload})
-        if kind in ("done", "error"):
+        await self.send_json({"type": kind, "message_id": answer.message_id, **payload})
+        if kind in ENDS and self.answer is answer:
             await self._unfollow()
 
     async def conversation_event(self, event: dict) -> None:

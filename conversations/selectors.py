@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from conversations.models import Conversation, Message, MessageRole, Preset
 from inference_worker import presence
+from inference_worker.events import WorkerState
 from inference_worker.models import ChatModel
 
 PAGE_SIZE = 50
@@ -158,7 +159,7 @@ def _model_state(beats: list[dict[str, Any]], redis_error: str | None) -> dict[s
     if not beats:
         return {"available": False, "state": "offline", "reason": "No worker is running for this model."}
     states = {b.get("state") for b in beats}
-    best = ("ready", "busy", "sleeping", "unloading", "loading")
+    best = (WorkerState.READY, WorkerState.BUSY, WorkerState.SLEEPING, WorkerState.UNLOADING, WorkerState.LOADING)
     state = next((s for s in best if s in states), beats[0].get("state"))
     return {
         "available": True,

@@ -192,6 +192,18 @@ def _refuse_if_busy(conversation: Conversation) -> None:
         raise SendError("An answer is still being written; stop it or wait.", "busy")
 
 
+def answer_placeholder(conversation: Conversation, question: Message, model: ChatModel, request_id: str) -> Message:
+    """The queued assistant message a turn's worker claims and writes its answer into."""
+    return Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role=MessageRole.ASSISTANT,
+        status=MessageStatus.QUEUED,
+        model_name=model.name,
+        request_id=request_id,
+    )
+
+
 def _start_answer(
     user: User,
     conversation: Conversation,
@@ -201,14 +213,7 @@ def _start_answer(
     request_id: str,
     make_title: bool,
 ) -> Turn:
-    assistant = Message.objects.create(
-        conversation=conversation,
-        parent=user_message,
-        role=MessageRole.ASSISTANT,
-        status=MessageStatus.QUEUED,
-        model_name=model.name,
-        request_id=request_id,
-    )
+    assistant = answer_placeholder(conversation, user_message, model, request_id)
     if conversation.model_id is None:
         conversation.model = model
     conversation.save(update_fields=["model", "updated"])

@@ -19,6 +19,7 @@ from accounts.models import SiteSettings
 from conversations import selectors, services
 from conversations.models import Conversation
 from inference_worker import presence
+from inference_worker.events import WorkerState
 
 
 def approved_json(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -227,10 +228,10 @@ def health(request: HttpRequest) -> JsonResponse:
     states = {w["state"] for ws in workers.values() for w in ws}
     if checks["database"] != "ok" or checks["redis"] != "ok":
         status = "error"
-    elif states & {"ready", "busy", "unloading", "sleeping"}:
+    elif states - {WorkerState.LOADING}:  # a worker that can take a request (it wakes a sleeping model)
         status = "ready"
     elif states:
-        status = "loading"
+        status = WorkerState.LOADING.value
     else:
         status = "no_workers"
     body = {"status": status, **checks, "workers": workers} if _may_see_health_details(request) else {"status": status}
