@@ -318,6 +318,13 @@ TEST_MODELS = {
         "max_num_seqs": 1,
     },
 }
+# SmolLM2 on a queue no session worker serves: for tests that start, kill and restart a
+# worker of their own, which must not take the shared workers' jobs nor share their names.
+TEST_MODELS["smollm2-own"] = {
+    **TEST_MODELS["smollm2-test"],
+    "display_name": "SmolLM2 (tests, a worker of its own)",
+    "queue": "test-smollm2-own",
+}
 
 
 def ensure_model_row(name: str):

@@ -20,13 +20,13 @@ from conftest import PASSWORD, ROOT, free_port, wait_for
 def production_daphne_options() -> list[str]:
     """daphne's options in `make run` and in the web image (they must agree), bar -b and -p."""
     found = []
-    for path in (ROOT / "scripts/run.sh", ROOT / "Dockerfile"):
+    for path in (ROOT / "scripts/serve.sh", ROOT / "Dockerfile"):
         line = re.search(r"daphne (.*?) chatweb\.asgi:application", Path(path).read_text())
         assert line, f"no daphne command in {path}"
         words = shlex.split(line.group(1))
         options = [w for i, w in enumerate(words) if w not in ("-b", "-p") and words[i - 1 : i] not in (["-b"], ["-p"])]
         found.append(options)
-    assert found[0] == found[1], f"run.sh and the Dockerfile start daphne differently: {found}"
+    assert found[0] == found[1], f"serve.sh and the Dockerfile start daphne differently: {found}"
     return found[0]
 
 
