@@ -228,7 +228,7 @@ def run_level(
 
 
 def common_resync_wait() -> float:
-    from conversations.consumers import RESYNC_SECONDS
+    from conversations.follower import RESYNC_SECONDS
 
     return RESYNC_SECONDS + 0.5  # every client's resume window has closed
 

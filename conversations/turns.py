@@ -22,6 +22,7 @@ from accounts.services import api_key_record, usage_record
 from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageStatus
 from conversations.services import title_from_text
+from conversations.socket_protocol import SocketEvent
 from inference_worker import presence
 from inference_worker.engine import EngineHost, RequestState
 from inference_worker.jobs import Generation, HistoryMessage, Sampling
@@ -224,7 +225,7 @@ def conversation_title_run(*, job: TurnJob, answer: str, host: EngineHost) -> st
     title = title_clean(state.content) if state.status == "done" else ""
     close_old_connections()
     if title and Conversation.objects.filter(pk=conversation_id, title_auto=True).update(title=title):
-        event = {"event": "title", "conversation_id": conversation_id, "title": title}
+        event = {"event": SocketEvent.TITLE, "conversation_id": conversation_id, "title": title}
         asyncio.run_coroutine_threadsafe(
             host.publish(presence.conversation_group(conversation_id), event, kind="conversation.event"),
             host.loop,

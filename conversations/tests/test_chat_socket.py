@@ -203,7 +203,8 @@ def test_a_stalled_page_server_relays_the_whole_answer_before_its_end(live_daphn
     and nothing may follow the end (a GC pause, a descheduled VM or swap do the same)."""
     import signal
 
-    from conversations.consumers import SILENCE_BEFORE_CHECK, WATCHDOG_SECONDS
+    from conversations.follower import SILENCE_BEFORE_CHECK
+    from conversations.following import WATCHDOG_SECONDS
 
     socket = bread_socket(live_daphne, users.alice)
     try:
