@@ -95,6 +95,9 @@ if HTTPS:
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
+# The largest request body any path takes (Django's own cap on a form or JSON body by default);
+# a larger one is refused with 413 while it arrives (chatweb/limits.py).
+MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 2621440, minimum=1)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
