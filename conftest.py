@@ -220,20 +220,38 @@ def browser():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+# Every page reports what its Content-Security-Policy refused (before any of its own scripts run).
+CSP_LISTENER = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+    `CSP violation: ${e.violatedDirective} refused ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`));"""
+
+
+def watch_csp(context, violations: list[str]) -> None:
+    def seen(message) -> None:
+        if message.text.startswith("CSP violation") or "Content Security Policy" in message.text:
+            violations.append(f"{message.page.url if message.page else ''}: {message.text}")
+
+    context.add_init_script(CSP_LISTENER)
+    context.on("console", seen)
+
+
 @pytest.fixture
 def new_page(browser):
     """Make pages with their own cookies (one per user in a test)."""
     contexts = []
+    violations: list[str] = []  # any left at the end fail the test (one provoked on purpose: clear it)
 
     def make():
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(15_000)
         contexts.append(context)
+        watch_csp(context, violations)
         return context.new_page()
 
+    make.csp_violations = violations
     yield make
     for context in contexts:
         context.close()
+    assert not violations, "the Content-Security-Policy refused something on a page:\n" + "\n".join(violations)
 
 
 def screenshot(page, name: str) -> Path:

@@ -10,6 +10,7 @@ django_asgi_app = get_asgi_application()  # first: it sets Django up before the 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from chatweb.limits import BodyLimit, bound_daphne_bodies  # noqa: E402
 from chatweb.sqlite import keep_wal  # noqa: E402
 from chatweb.trust import SameOriginValidator, behind_trusted_proxies  # noqa: E402
 from conversations.api import ApiHandler  # noqa: E402
@@ -17,6 +18,7 @@ from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 api_asgi_app = ApiHandler()  # /api/: no browser middleware (see ApiHandler)
 keep_wal()  # SQLite only: see there
+bound_daphne_bodies()  # under daphne, an oversized body is refused before Twisted has read it all
 
 
 async def http(scope, receive, send) -> None:
@@ -27,7 +29,7 @@ async def http(scope, receive, send) -> None:
 
 application = ProtocolTypeRouter(
     {
-        "http": http,
+        "http": BodyLimit(http),
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

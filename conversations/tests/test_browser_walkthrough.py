@@ -175,12 +175,12 @@ def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
 
     # search: message text finds the first chat, nonsense finds nothing
     page.get_by_test_id("search").fill("Germany")
-    page.wait_for_function("document.querySelectorAll('[data-testid=conversation]').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation]').length === 1")
     assert page.get_by_test_id("conversation").get_attribute("data-id") == str(conversation.pk)
     page.get_by_test_id("search").fill("no such words anywhere")
     page.get_by_test_id("conversation-list").get_by_text("Nothing matches.").wait_for()
     page.get_by_test_id("search").fill("")
-    page.wait_for_function("document.querySelectorAll('[data-testid=conversation]').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation]').length === 2")
 
     # delete, after confirming
     item = page.locator(f"[data-testid=conversation][data-id='{conversation.pk}']")
