@@ -7,6 +7,9 @@ import { fillModels, fillParams, onModelChange } from "./chat/settings.js";
 import { connect, onServerEvent } from "./chat/socket.js";
 import { addMessage, branch, data, state } from "./chat/state.js";
 import { pollStatus, renderStatus } from "./chat/statusbar.js";
+import { Drawer } from "./drawer.js";
+
+new Drawer({ layout: document.querySelector("[data-testid=chat]"), toggle: document.getElementById("drawer-toggle") });
 
 for (const message of data.messages) addMessage(message);
 if (data.messages.length) {
