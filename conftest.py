@@ -234,14 +234,20 @@ def watch_csp(context, violations: list[str]) -> None:
     context.on("console", seen)
 
 
+# A phone's screen (the size of a common one), touch and no hover, as a browser context's options.
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+
+
 @pytest.fixture
 def new_page(browser):
-    """Make pages with their own cookies (one per user in a test)."""
+    """Make pages with their own cookies (one per user in a test); a page is a desktop
+    one unless given other context options (PHONE, color_scheme="dark", ...)."""
     contexts = []
     violations: list[str] = []  # any left at the end fail the test (one provoked on purpose: clear it)
 
-    def make():
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+    def make(**options):
+        context = browser.new_context(**{**DESKTOP, **options})
         context.set_default_timeout(15_000)
         contexts.append(context)
         watch_csp(context, violations)
@@ -252,6 +258,46 @@ def new_page(browser):
     for context in contexts:
         context.close()
     assert not violations, "the Content-Security-Policy refused something on a page:\n" + "\n".join(violations)
+
+
+def assert_fits_the_screen(page) -> None:
+    """Nothing on the page makes it scroll sideways. (On a phone the window grows to the
+    widest content, so the page is measured against the screen's width, not the window's.)"""
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1], f"the page is {widths[0]} px wide on a {widths[1]} px screen"
+
+
+def assert_in_view(locator) -> None:
+    """The element lies wholly inside the window, and a click would reach it (no scrolling)."""
+    box = locator.bounding_box()
+    size = locator.page.viewport_size
+    assert box is not None, "not shown"
+    assert box["x"] >= 0 and box["y"] >= 0, box
+    assert box["x"] + box["width"] <= size["width"] and box["y"] + box["height"] <= size["height"], (box, size)
+    locator.click(trial=True, timeout=5_000)
+
+
+_LUMINANCE = """([selector, property]) => {
+    let node = document.querySelector(selector);
+    // a transparent background shows its parent's
+    for (;;) {
+        const value = getComputedStyle(node)[property];
+        const [r, g, b, a = 1] = value.match(/[\\d.]+/g).map(Number);
+        const seen = a > 0 || property !== "backgroundColor" || !node.parentElement;
+        if (seen) return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+        node = node.parentElement;
+    }
+}"""
+
+
+def is_dark(page, selector: str, what: str = "background") -> bool:
+    """The element's background (or another colour property) is dark."""
+    return page.evaluate(_LUMINANCE, [selector, "backgroundColor" if what == "background" else what]) < 0.3
+
+
+def is_light(page, selector: str, what: str = "background") -> bool:
+    """The element's background (or another colour property) is light."""
+    return page.evaluate(_LUMINANCE, [selector, "backgroundColor" if what == "background" else what]) > 0.6
 
 
 def screenshot(page, name: str) -> Path:

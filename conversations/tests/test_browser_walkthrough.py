@@ -2,7 +2,8 @@
 
 Sign up, wait, get approved by the admin, chat, reload, stop, regenerate, edit and
 resend, switch branches, set parameters, rename, search, export, delete. Every step
-checks what the person sees and what is stored; no script may run on the way.
+checks what the person sees and what is stored; no script may run on the way. The
+day is walked on a desktop's screen and on a phone's, where the conversations are a drawer.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import re
 import pytest
 
 from accounts.tests.test_browser_signup import sign_up
-from conftest import screenshot
+from conftest import DESKTOP, PHONE, assert_fits_the_screen, assert_in_view, screenshot
 from conversations.models import Conversation, Message
+from conversations.tests.test_browser_phone import open_drawer
 
 pytestmark = [
     pytest.mark.browser,
@@ -55,16 +57,26 @@ def wait_done(page, index: int = -1, timeout: float = 180_000):
     return answer
 
 
-def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
+def show_conversations(page, phone: bool) -> None:
+    """On a phone the conversations are in a drawer: open it (the chat behind is out of reach then)."""
+    if phone and page.get_by_test_id("drawer-toggle").get_attribute("aria-expanded") != "true":
+        open_drawer(page)
+
+
+@pytest.mark.parametrize("screen", ["desktop", "phone"])
+def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2, screen):
     base = live_daphne.url
+    phone = screen == "phone"
+    shot = "" if screen == "desktop" else f"-{screen}"
     admin = new_page()
     sign_up(admin, base, "founder@example.com")
-    page = new_page()
+    page = new_page(**(PHONE if phone else DESKTOP))
     seen = watch(page)
     frames: list[str] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
     sign_up(page, base, "newcomer@example.com")
     assert page.get_by_test_id("pending").is_visible()
+    assert_fits_the_screen(page)
 
     # the admin approves the newcomer from the user list
     admin.goto(f"{base}/admin/accounts/user/?status=pending")
@@ -81,7 +93,9 @@ def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
     assert page.get_by_test_id("chat").is_visible()
     page.select_option("#model", "smollm2-test")
     page.fill("[data-testid=prompt]", FRANCE)
-    page.keyboard.press("Enter")
+    if phone:
+        assert_in_view(page.get_by_test_id("send"))
+    page.get_by_test_id("send").click()
     wait_done(page)
     assert answers(page).last.get_by_test_id("content").inner_text() == "The capital of France is Paris."
     assert sum('"type": "delta"' in f for f in frames) >= 2, "the answer arrived in several pieces"
@@ -91,7 +105,8 @@ def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
     assert re.search(r"Tokens in \d+ · out \d+", page.get_by_test_id("tokens").inner_text())
     assert re.search(r"first token \d+ ms", page.get_by_test_id("speed").inner_text())
     assert "SmolLM2" in page.get_by_test_id("model-state").inner_text()
-    screenshot(page, "chat-page")
+    assert_fits_the_screen(page)
+    screenshot(page, f"chat-page{shot}")
 
     # reload: the history is there
     page.reload()
@@ -140,7 +155,8 @@ def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
     edited = page.locator(".message.user").first.get_by_test_id("content")
     assert edited.inner_text() == "What is the capital of Germany?"
     assert Message.objects.filter(conversation=conversation, parent=None).count() == 2
-    screenshot(page, "chat-branches")
+    assert_fits_the_screen(page)
+    screenshot(page, f"chat-branches{shot}")
 
     # export what is on screen
     with page.expect_download() as download:
@@ -149,6 +165,7 @@ def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
     assert {m["content"] for m in exported["messages"]} >= {FRANCE, "What is the capital of Germany?"}
 
     # rename, with markup in the new name: shown as text, nothing runs
+    show_conversations(page, phone)
     item = page.locator(f"[data-testid=conversation][data-id='{conversation.pk}']")
     item.hover()
     item.get_by_test_id("rename").click()
@@ -174,6 +191,7 @@ def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
     assert shown == "<script>alert(1)</script><img src=x onerror=alert(2)> hello"  # as typed
 
     # search: message text finds the first chat, nonsense finds nothing
+    show_conversations(page, phone)
     page.get_by_test_id("search").fill("Germany")
     page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation]').length === 1")
     assert page.get_by_test_id("conversation").get_attribute("data-id") == str(conversation.pk)
@@ -191,5 +209,11 @@ def test_a_new_user_walks_through_the_chat(live_daphne, new_page, smollm2):
     assert not Conversation.objects.filter(pk=conversation.pk).exists()
     assert not Message.objects.filter(conversation_id=conversation.pk).exists()
 
+    if phone:
+        page.keyboard.press("Escape")
+        page.get_by_test_id("sidebar").wait_for(state="hidden")
+        assert page.get_by_test_id("drawer-toggle").get_attribute("aria-expanded") == "false"
+        assert_in_view(page.get_by_test_id("send"))
+    assert_fits_the_screen(page)
     assert seen["alerts"] == [], "no script from any message or title ran"
     assert seen["errors"] == [], seen["errors"]

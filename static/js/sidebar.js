@@ -122,7 +122,10 @@ export class Sidebar {
     };
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter") finish(true);
-      if (event.key === "Escape") finish(false);
+      if (event.key === "Escape") {
+        event.preventDefault(); // the rename's, not the drawer's around it
+        finish(false);
+      }
     });
     input.addEventListener("blur", () => finish(true));
   }

@@ -1,0 +1,120 @@
+// The model picker and the parameters panel: a new chat keeps its choices until the
+// first message creates it; an existing one saves them at once.
+import { postJSON } from "../http.js";
+import { $, el, say } from "./dom.js";
+import { modelInfo, state } from "./state.js";
+
+const modelSelect = $("model");
+const paramsForm = $("params-form");
+const paramsNote = $("params-note");
+const PARAMS = ["temperature", "top_p", "max_tokens", "repetition_penalty", "reasoning_effort"];
+
+// The picker's value: "model-name" or "preset:<id>" (presets only before the first message).
+export const modelChoice = () => modelSelect.value;
+
+export function currentModelName() {
+  if (state.conversation) return state.conversation.model;
+  const value = modelSelect.value;
+  if (value.startsWith("preset:")) {
+    const preset = state.choices.presets.find((p) => `preset:${p.id}` === value);
+    return preset?.model;
+  }
+  return value;
+}
+
+export function fillModels() {
+  const { conversation, choices } = state;
+  const selected = conversation ? conversation.model : modelSelect.value;
+  modelSelect.replaceChildren();
+  const group = el("optgroup", { label: "Models" });
+  for (const m of choices.models) {
+    const label = `${m.display_name}${m.description ? ` — ${m.description}` : ""}${m.available ? "" : ` (unavailable: ${m.reason})`}`;
+    group.append(el("option", { value: m.name, textContent: label, disabled: !m.available && m.name !== selected }));
+  }
+  modelSelect.append(group);
+  if (!conversation && choices.presets.length) {
+    const presets = el("optgroup", { label: "Presets" });
+    for (const p of choices.presets) {
+      const m = modelInfo(p.model);
+      const label = `${p.name}${p.description ? ` — ${p.description}` : ""}${m && !m.available ? " (unavailable)" : ""}`;
+      presets.append(el("option", { value: `preset:${p.id}`, textContent: label, disabled: m ? !m.available : true }));
+    }
+    modelSelect.append(presets);
+  }
+  if (!choices.models.length) {
+    modelSelect.append(el("option", { value: "", textContent: "No model is configured", disabled: true, selected: true }));
+  }
+  const options = [...modelSelect.options];
+  const keep = options.find((o) => o.value === selected) ?? options.find((o) => !o.disabled);
+  if (keep) modelSelect.value = keep.value;
+}
+
+// After the choices were fetched again: the list redrawn, the person's pick kept if it still may be picked.
+export function refillModels() {
+  const selected = modelSelect.value;
+  fillModels();
+  if ([...modelSelect.options].some((o) => o.value === selected && !o.disabled)) modelSelect.value = selected;
+}
+
+// Calls `then` once a change of model is shown (and saved, for an existing conversation).
+export function onModelChange(then) {
+  modelSelect.addEventListener("change", async () => {
+    fillParams();
+    if (!state.conversation) return;
+    try {
+      const saved = await postJSON(`/c/${state.conversation.id}/settings`, { model: modelSelect.value });
+      state.conversation = { ...state.conversation, ...saved };
+      then();
+    } catch (error) {
+      say(error.message);
+      modelSelect.value = state.conversation.model;
+    }
+  });
+}
+
+export function fillParams() {
+  const model = modelInfo(currentModelName());
+  const stored = state.conversation?.params ?? {};
+  for (const name of PARAMS) {
+    const input = paramsForm.elements[name];
+    input.value = stored[name] ?? "";
+    if (input.tagName === "INPUT") input.placeholder = model?.defaults?.[name] ?? "";
+  }
+  paramsForm.elements.system_prompt.value = state.conversation?.system_prompt ?? "";
+  for (const node of paramsForm.querySelectorAll("[data-harmony-only]")) node.hidden = !model?.harmony;
+  paramsNote.textContent = model ? `Empty fields use ${model.display_name}'s defaults.` : "";
+}
+
+export function readParams() {
+  const params = {};
+  let changed = false;
+  for (const name of PARAMS) {
+    const value = paramsForm.elements[name].value.trim();
+    if (value === "") continue;
+    params[name] = name === "reasoning_effort" ? value : Number(value);
+    changed = true;
+  }
+  const system_prompt = paramsForm.elements.system_prompt.value;
+  return { params, system_prompt, changed: changed || system_prompt !== "" };
+}
+
+paramsForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const { params, system_prompt } = readParams();
+  if (!state.conversation) {
+    paramsNote.textContent = "Kept for this new chat; saved when you send the first message.";
+    return;
+  }
+  try {
+    const saved = await postJSON(`/c/${state.conversation.id}/settings`, { params, system_prompt });
+    state.conversation = { ...state.conversation, ...saved };
+    paramsNote.textContent = "Saved for this conversation.";
+  } catch (error) {
+    paramsNote.textContent = error.message;
+  }
+});
+
+$("params-reset").addEventListener("click", () => {
+  for (const name of PARAMS) paramsForm.elements[name].value = "";
+  paramsForm.requestSubmit();
+});

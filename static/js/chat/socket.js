@@ -1,0 +1,56 @@
+// The conversation's websocket: connect, reconnect with a growing wait, send one turn at a time.
+import { say, sayingMuted } from "./dom.js";
+import { state } from "./state.js";
+
+let socket = null;
+let retry = 0;
+let onEvent = () => {};
+
+// Set once at start: what to do with each event the server sends.
+export function onServerEvent(handler) {
+  onEvent = handler;
+}
+
+// Opens the socket of the current conversation; the returned socket fires "ready" once open.
+export function connect() {
+  if (!state.conversation) return null;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const opening = new WebSocket(`${scheme}://${location.host}/ws/chat/${state.conversation.id}/`);
+  socket = opening;
+  opening.addEventListener("open", () => {
+    retry = 0;
+    if (sayingMuted()) say("");
+    opening.dispatchEvent(new Event("ready"));
+  });
+  opening.addEventListener("message", (event) => onEvent(JSON.parse(event.data)));
+  opening.addEventListener("close", (event) => {
+    if ([4001, 4003, 4004].includes(event.code)) {
+      say(event.code === 4004 ? "This conversation does not exist." : "You are signed out or not approved.");
+      return;
+    }
+    retry += 1;
+    const wait = Math.min(10_000, 500 * 2 ** retry);
+    say(`Connection lost; reconnecting in ${Math.round(wait / 1000)} s…`, "muted");
+    setTimeout(connect, wait);
+  });
+  return opening;
+}
+
+export function send(frame) {
+  if (!socket || socket.readyState !== WebSocket.OPEN) {
+    say("Not connected yet; try again in a moment.");
+    return false;
+  }
+  if (frame.type !== "stop") {
+    if (state.sending || state.current) return false; // one turn at a time
+    state.sending = true;
+  }
+  say("");
+  socket.send(JSON.stringify(frame));
+  return true;
+}
+
+// Asks for the stored outcome of an answer (outside the one-turn rule: it starts nothing).
+export function requestSync(messageId) {
+  socket.send(JSON.stringify({ type: "sync", message_id: messageId }));
+}
