@@ -34,6 +34,7 @@ from conversations.socket_protocol import (
     CLOSE_NOT_APPROVED,
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHENTICATED,
+    Frame,
     SocketEvent,
 )
 from inference_worker import presence
@@ -169,7 +170,7 @@ class ChatConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         conversation = Conversation.objects.select_related("model").filter(pk=self.conversation_id).first()
         if conversation is None:
             raise services.SendError("This conversation was deleted.", "not_found")
-        if content.get("type") == "regenerate":
+        if content.get("type") == Frame.REGENERATE:
             return services.conversation_regenerate(
                 user=user,
                 conversation=conversation,
@@ -236,13 +237,13 @@ class ChatConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs) -> None:
         kind = content.get("type")
-        if kind == "ping":
+        if kind == Frame.PING:
             await self.send_json({"type": SocketEvent.PONG})
-        elif kind in ("send", "regenerate"):
+        elif kind in (Frame.SEND, Frame.REGENERATE):
             await self._on_send(content)
-        elif kind == "stop":
+        elif kind == Frame.STOP:
             await self._on_stop(content)
-        elif kind == "sync":
+        elif kind == Frame.SYNC:
             await self._on_sync(content)
         else:
             await self._error(f"Unknown message type {kind!r}.", "unknown_type")
@@ -275,7 +276,7 @@ class ChatConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
                 "user_message_id": turn.user_message.pk,
                 "user_parent_id": turn.user_message.parent_id,
                 "model": turn.job.generation.model,
-                "regenerate": content.get("type") == "regenerate",
+                "regenerate": content.get("type") == Frame.REGENERATE,
                 "title": turn.title,
             }
         )

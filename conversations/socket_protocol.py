@@ -1,13 +1,13 @@
 """The chat socket's own names, shared with the page: what the socket says beside the
-worker's events, and its close codes. `page_protocol()` hands them, with the worker's
-event kinds and states, to the page's JavaScript (static/js/chat/protocol.js), so each
+worker's events, the frames the page sends, and the close codes. `page_protocol()`
+hands them, with the worker's event kinds, to the page's JavaScript (static/js/chat/protocol.js), so each
 name is spelled once."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from inference_worker.events import Event, WorkerState
+from inference_worker.events import Event
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHENTICATED = 4001
@@ -26,11 +26,21 @@ class SocketEvent(StrEnum):
     PONG = "pong"
 
 
+class Frame(StrEnum):
+    """What the page sends on the socket."""
+
+    SEND = "send"
+    REGENERATE = "regenerate"
+    STOP = "stop"
+    SYNC = "sync"  # the stored outcome of an answer followed before a reconnect
+    PING = "ping"
+
+
 def page_protocol() -> dict:
     """The names the chat page's JavaScript reads (static/js/chat/protocol.js): spelled once, here."""
     return {
         "event": {e.name: e.value for e in (*Event, *SocketEvent)},
-        "state": {s.name: s.value for s in WorkerState},
+        "frame": {f.name: f.value for f in Frame},
         "close": {
             "UNAUTHENTICATED": CLOSE_UNAUTHENTICATED,
             "NOT_APPROVED": CLOSE_NOT_APPROVED,

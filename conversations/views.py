@@ -18,6 +18,7 @@ from accounts.decorators import approved_required
 from accounts.models import SiteSettings
 from conversations import selectors, services
 from conversations.models import Conversation
+from conversations.socket_protocol import page_protocol
 from inference_worker import presence
 from inference_worker.events import WorkerState
 
@@ -75,6 +76,7 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
                 "sidebar": {"conversations": sidebar, "next": cursor},
                 "choices": selectors.model_choices(),
                 "show_reasoning": show_reasoning,
+                "protocol": page_protocol(),
             },
         },
     )

@@ -4,6 +4,7 @@ import { postJSON } from "../http.js";
 import { $, say } from "./dom.js";
 import { sidebar, updateExports } from "./header.js";
 import { fillModels, fillParams, modelChoice, readParams } from "./settings.js";
+import { FRAME } from "./protocol.js";
 import { connect, send } from "./socket.js";
 import { state } from "./state.js";
 
@@ -53,7 +54,7 @@ form.addEventListener("submit", async (event) => {
   if (state.sending || state.current) return;
   state.pendingText = text;
   state.pendingFromComposer = true;
-  send({ type: "send", content: text, parent_id: state.leaf });
+  send({ type: FRAME.SEND, content: text, parent_id: state.leaf });
 });
 
 prompt.addEventListener("keydown", (event) => {
@@ -64,5 +65,5 @@ prompt.addEventListener("keydown", (event) => {
 });
 
 stopButton.addEventListener("click", () => {
-  if (state.current) send({ type: "stop", request_id: state.current.requestId });
+  if (state.current) send({ type: FRAME.STOP, request_id: state.current.requestId });
 });

@@ -3,6 +3,7 @@
 import { $, say } from "./dom.js";
 import { setTitle, updateExports } from "./header.js";
 import { busy, drawMessage, renderBranch, scrollDown, statusLine, viewOf } from "./messages.js";
+import { EVENT } from "./protocol.js";
 import { requestSync } from "./socket.js";
 import { addMessage, messages, state } from "./state.js";
 import { refreshStatus, renderStatus } from "./statusbar.js";
@@ -11,7 +12,7 @@ const prompt = $("prompt");
 
 export function handle(event) {
   switch (event.type) {
-    case "queued": {
+    case EVENT.QUEUED: {
       state.sending = false;
       if (!event.regenerate) {
         addMessage({ id: event.user_message_id, parent: event.user_parent_id, role: "user", content: state.pendingText ?? "", status: "done" });
@@ -35,14 +36,14 @@ export function handle(event) {
       busy(true);
       break;
     }
-    case "queue": {
+    case EVENT.QUEUE: {
       state.queueAhead = event.ahead;
       const view = viewOf(event.message_id);
       view?.setStatus(event.ahead ? `Waiting in the queue: ${event.ahead} ahead of you…` : "Next in the queue…", "muted");
       renderStatus();
       break;
     }
-    case "resume": {
+    case EVENT.RESUME: {
       const message = messages.get(event.message_id);
       if (!message) {
         location.reload(); // started elsewhere after this page loaded: fetch the tree again
@@ -58,10 +59,10 @@ export function handle(event) {
       busy(true);
       break;
     }
-    case "status":
+    case EVENT.STATUS:
       viewOf(event.message_id)?.setStatus(event.message, "muted");
       break;
-    case "start": {
+    case EVENT.START: {
       state.queueAhead = null;
       const message = messages.get(event.message_id);
       if (message) message.status = "streaming";
@@ -69,7 +70,7 @@ export function handle(event) {
       renderStatus();
       break;
     }
-    case "delta": {
+    case EVENT.DELTA: {
       const message = messages.get(event.message_id);
       if (!message) break;
       const view = viewOf(event.message_id);
@@ -84,7 +85,7 @@ export function handle(event) {
       if (view) scrollDown();
       break;
     }
-    case "done": {
+    case EVENT.DONE: {
       const message = messages.get(event.message_id);
       if (message) {
         if (event.recovered) {
@@ -109,7 +110,7 @@ export function handle(event) {
       finishCurrent(event.message_id, Boolean(event.recovered));
       break;
     }
-    case "error": {
+    case EVENT.ERROR: {
       const message = event.message_id != null ? messages.get(event.message_id) : null;
       if (message && event.code !== "busy") {
         message.status = "failed";
@@ -122,12 +123,12 @@ export function handle(event) {
       }
       break;
     }
-    case "ready":
+    case EVENT.READY:
       // After a reconnect: the answer this page was following finished while it was
       // away (nothing is active now). Ask for its stored outcome.
       if (state.current && event.active !== state.current.messageId) requestSync(state.current.messageId);
       break;
-    case "title":
+    case EVENT.TITLE:
       setTitle(event.title);
       break;
     default:

@@ -4,6 +4,7 @@
 import { StreamingMarkdown, highlightIn } from "../markdown.js";
 import { $, el } from "./dom.js";
 import { updateExports } from "./header.js";
+import { FRAME } from "./protocol.js";
 import { send } from "./socket.js";
 import { branch, children, newestLeafUnder, state } from "./state.js";
 
@@ -164,7 +165,7 @@ function startEdit(message, view) {
     if (!box.value.trim() || state.sending || state.current) return;
     state.pendingText = box.value;
     state.pendingFromComposer = false;
-    send({ type: "send", content: box.value, edit_of: message.id });
+    send({ type: FRAME.SEND, content: box.value, edit_of: message.id });
   });
   view.article.querySelector(".content").replaceWith(editor);
   view.actions.replaceChildren();
@@ -173,5 +174,5 @@ function startEdit(message, view) {
 
 function regenerate(message) {
   if (state.current) return;
-  send({ type: "regenerate", message_id: message.id });
+  send({ type: FRAME.REGENERATE, message_id: message.id });
 }

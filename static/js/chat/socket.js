@@ -1,5 +1,6 @@
 // The conversation's websocket: connect, reconnect with a growing wait, send one turn at a time.
 import { say, sayingMuted } from "./dom.js";
+import { CLOSE, FRAME } from "./protocol.js";
 import { state } from "./state.js";
 
 let socket = null;
@@ -24,8 +25,8 @@ export function connect() {
   });
   opening.addEventListener("message", (event) => onEvent(JSON.parse(event.data)));
   opening.addEventListener("close", (event) => {
-    if ([4001, 4003, 4004].includes(event.code)) {
-      say(event.code === 4004 ? "This conversation does not exist." : "You are signed out or not approved.");
+    if (Object.values(CLOSE).includes(event.code)) {
+      say(event.code === CLOSE.NOT_FOUND ? "This conversation does not exist." : "You are signed out or not approved.");
       return;
     }
     retry += 1;
@@ -41,7 +42,7 @@ export function send(frame) {
     say("Not connected yet; try again in a moment.");
     return false;
   }
-  if (frame.type !== "stop") {
+  if (frame.type !== FRAME.STOP) {
     if (state.sending || state.current) return false; // one turn at a time
     state.sending = true;
   }
@@ -52,5 +53,5 @@ export function send(frame) {
 
 // Asks for the stored outcome of an answer (outside the one-turn rule: it starts nothing).
 export function requestSync(messageId) {
-  socket.send(JSON.stringify({ type: "sync", message_id: messageId }));
+  socket.send(JSON.stringify({ type: FRAME.SYNC, message_id: messageId }));
 }
