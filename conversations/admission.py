@@ -20,7 +20,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy
 
 from accounts.models import SiteSettings, User
 from accounts.quotas import Limits, QuotaExceeded, limits_for, quota_acquire, quota_refund
@@ -31,7 +31,7 @@ from inference_worker.jobs import Sampling
 from inference_worker.models import ChatModel
 
 QUEUE_ERRORS = (OSError, redis.RedisError, kombu.exceptions.OperationalError)
-NEVER_QUEUED = _("The request never reached the queue. Retry.")
+NEVER_QUEUED = gettext_lazy("The request never reached the queue. Retry.")
 
 
 class SendError(Exception):
@@ -57,17 +57,20 @@ def queue_down(exc: BaseException) -> SendError:
 
 def clean_text(value: Any, *, what: str, limit: int | None = None) -> str:
     """Text every database stores and the tokenizers take: a string, no NUL, no lone surrogate
-    (JSON can carry both; SQLite and PostgreSQL refuse them with a server error)."""
+    (JSON can carry both; SQLite and PostgreSQL refuse them with a server error). `what`
+    names it in the error, as a sentence begins ("This message")."""
     if not isinstance(value, str):
-        raise SendError(f"The {what} must be text.", "invalid_text")
+        raise SendError(gettext("%(what)s must be text.") % {"what": what}, "invalid_text")
     if "\x00" in value:
-        raise SendError(f"The {what} contains a NUL character.", "invalid_text")
+        raise SendError(gettext("%(what)s contains a NUL character.") % {"what": what}, "invalid_text")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise SendError(f"The {what} is not valid Unicode (it has a lone surrogate).", "invalid_text") from None
+        message = gettext("%(what)s is not valid Unicode (it has a lone surrogate).") % {"what": what}
+        raise SendError(message, "invalid_text") from None
     if limit is not None and len(value) > limit:
-        raise SendError(f"The {what} is {len(value):,} characters; the limit is {limit:,}.", "too_long")
+        message = gettext("%(what)s is %(size)s characters; the limit is %(limit)s.")
+        raise SendError(message % {"what": what, "size": f"{len(value):,}", "limit": f"{limit:,}"}, "too_long")
     return value
 
 

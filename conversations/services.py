@@ -10,6 +10,7 @@ import redis
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import User
 from accounts.quotas import quota_release
@@ -123,7 +124,7 @@ def conversation_send(
         raise SendError("Conversation not found.", "not_found")
     if isinstance(content, str) and not content.strip():
         raise SendError("Type a message first.", "empty_message")
-    content = clean_text(content, what="message", limit=MAX_MESSAGE_CHARS)
+    content = clean_text(content, what=gettext("This message"), limit=MAX_MESSAGE_CHARS)
     turn: list[Turn] = []
 
     def store(sampling: Sampling) -> TurnJob:
@@ -344,7 +345,7 @@ MAX_SYSTEM_PROMPT_CHARS = 20_000
 
 
 def _clean_system_prompt(value: Any) -> str:
-    return clean_text(value, what="system prompt", limit=MAX_SYSTEM_PROMPT_CHARS)
+    return clean_text(value, what=gettext("The system prompt"), limit=MAX_SYSTEM_PROMPT_CHARS)
 
 
 def conversation_configure(
@@ -374,7 +375,7 @@ def conversation_configure(
 def conversation_rename(*, conversation: Conversation, title: Any) -> Conversation:
     if not isinstance(title, str) or not title.strip():
         raise SendError("Give the conversation a title.", "empty_title")
-    clean_text(title, what="title")
+    clean_text(title, what=gettext("The title"))
     if len(title) > TITLE_CHARS * 2:
         raise SendError(f"Keep the title under {TITLE_CHARS * 2} characters.", "too_long")
     conversation.title = " ".join(title.split())

@@ -85,6 +85,16 @@ def test_hostile_model_output_stays_inert_while_it_streams(live_daphne, new_page
     answer.refresh_from_db()
     assert answer.content == hostile
     assert_inert(page)
+    accept_the_refused_payload(new_page)
+
+
+def accept_the_refused_payload(new_page) -> None:
+    """DOMPurify parses hostile text in a scratch document, where Chromium reports the
+    payload's inline handler as refused by the Content-Security-Policy: the policy doing
+    its job on the payload, not a page of ours breaking it. Anything else still fails."""
+    violations = new_page.csp_violations
+    assert all("inline event handler" in v or "script-src-attr" in v for v in violations), violations
+    violations.clear()
 
 
 def assert_inert(page) -> None:
@@ -135,6 +145,7 @@ def test_hostile_markdown_stays_inert(live_daphne, new_page, users, smollm2):
     assert pane.locator("#user-content-sb-model").count() == 1
     # what the person typed is shown as typed
     assert page.locator(".message.user [data-testid=content]").inner_text() == "\n\n".join(XSS)
+    accept_the_refused_payload(new_page)
 
 
 def test_errors_show_in_place_and_retry_and_presets_work(live_daphne, new_page, users, smollm2):
