@@ -186,7 +186,7 @@ def quota_acquire(
                 "too_many_concurrent",
                 5,
             )
-    if not limits.tokens_per_day:
+    if not limits.tokens_per_day or max_tokens <= 0:  # nothing to reserve
         return max_tokens
     granted = _script(RESERVE_SCRIPT)(
         keys=[_tokens_key(user.pk), _reserved_key(user.pk)],

@@ -74,12 +74,37 @@ def clean_text(value: Any, *, what: str, limit: int | None = None) -> str:
     return value
 
 
+RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
 def sampling_error(exc: pydantic.ValidationError) -> SendError:
-    """The first problem of a parameter set, as a sentence naming the parameter."""
+    """The first problem of a parameter set, as a sentence naming the parameter (and its range)."""
     error = exc.errors()[0]
     where = ".".join(str(p) for p in error["loc"]) or None
+    bounds = _bounds(where) if error["type"] in RANGE_ERRORS else None
+    if bounds is not None:
+        message = gettext("%(name)s must be between %(low)s and %(high)s.")
+        return SendError(
+            message % {"name": where, "low": _number(bounds[0]), "high": _number(bounds[1])},
+            "invalid_params",
+            param=where,
+        )
     message = error["msg"].removeprefix("Value error, ")
     return SendError(f"{where}: {message}." if where else f"{message}.", "invalid_params", param=where)
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def _bounds(name: str | None) -> tuple[float, float] | None:
+    """A Sampling field's range, from its own definition."""
+    field = Sampling.model_fields.get(name or "")
+    if field is None:
+        return None
+    low = next((getattr(m, a) for m in field.metadata for a in ("ge", "gt") if getattr(m, a, None) is not None), None)
+    high = next((getattr(m, a) for m in field.metadata for a in ("le", "lt") if getattr(m, a, None) is not None), None)
+    return None if low is None or high is None else (low, high)
 
 
 def clean_params(raw: Any) -> Sampling:
