@@ -16,7 +16,7 @@ from accounts.services import api_key_create
 from conftest import BREAD, GPT_OSS_ANSWER, GPT_OSS_REASONING, ensure_model_row, wait_for
 from conversations.models import Conversation, Message
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]  # `worker`: from the fixtures
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 PARIS = "The capital of France is Paris."
@@ -187,13 +187,13 @@ def test_a_key_that_saves_history_stores_the_call_as_its_owners_conversation(liv
     assert conversation.pk not in [c["id"] for c in bob.get("/c/list").json()["conversations"]]
 
 
-def test_a_full_queue_is_503_with_retry_after(users, smollm2, key, settings):
+def test_a_full_queue_is_503_with_retry_after(users, fake_worker, key, settings):
     from django.test import Client
 
     settings.MAX_QUEUE_LENGTH = 0  # whatever waits (nothing) is already too much
     response = Client().post(
         "/api/chat/completions",
-        {"model": "smollm2-test", "messages": FRANCE},
+        {"model": fake_worker.name, "messages": FRANCE},
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {key}",
     )
