@@ -1,11 +1,15 @@
 # The two commands (see README): `make run` and `make test`.
-.PHONY: run test test-postgres setup lint models lock
+.PHONY: run test test-fast test-postgres setup lint models lock
 
 run:
 	scripts/run.sh
 
 test:
 	scripts/test.sh
+
+# The lane to run often: no inference engine, no browser.
+test-fast:
+	scripts/test.sh -m "not worker and not browser"
 
 setup:
 	scripts/setup.sh

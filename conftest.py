@@ -328,14 +328,21 @@ def pytest_configure(config):
 
 
 BROWSER_FIXTURES = {"browser", "new_page"}
+WORKER_FIXTURES = {"start_worker"}  # every engine-holding fixture asks for it
 
 
 def pytest_collection_modifyitems(config, items):
-    """Browser tests run last: Playwright's sync API keeps an event loop in the main
-    thread for the rest of the session, which async tests cannot share."""
+    """A test is marked by the fixtures it uses (their whole closure), so `-m "not worker
+    and not browser"` never starts an engine or chromium (conftest hooks run before
+    pytest's own, which deselects by marker). Browser tests run last:
+    Playwright's sync API keeps an event loop in the main thread for the rest of the
+    session, which async tests cannot share."""
     for item in items:
-        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if BROWSER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.browser)
+        if WORKER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.worker)
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
@@ -537,6 +544,48 @@ def bread_worker(start_worker) -> WorkerProcess:
     encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     script = encoding.encode(f"<|channel|>final<|message|>{BREAD}<|return|>", allowed_special="all")
     return start_worker("gpt-oss-single", env=script_env(script))
+
+
+@pytest.fixture
+def fake_worker(db, redis_server):
+    """A model row with a heartbeat and no engine: a turn passes admission's live-worker
+    check, and stays queued if nothing refuses it. For tests about what is refused or
+    shown; a test about serving uses a real worker."""
+    import json
+
+    from inference_worker import presence
+    from inference_worker.models import ChatModel
+
+    row = ChatModel.objects.create(
+        name="heartbeat-only", display_name="Heartbeat only (tests)", path="/none", queue="test-heartbeat-only"
+    )
+    name = f"{row.name}-cpu@{socket.gethostname()}"
+    beat = {
+        "name": name,
+        "model": row.name,
+        "queue": row.queue,
+        "state": "ready",
+        "device": "cpu",
+        "memory_used": 1,
+        "memory_total": 1,
+        "running": 0,
+        "waiting": 0,
+        "in_flight": 0,
+        "requests": [],
+        "max_num_seqs": 1,
+        "engine_unfinished": 0,
+        "loads": 1,
+        "error": None,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "updated": time.time(),
+    }
+    r = redis_server.client
+    r.set(presence.WORKER_PREFIX + name, json.dumps(beat), ex=3600)
+    r.sadd(presence.WORKERS_KEY, name)
+    yield row
+    r.delete(presence.WORKER_PREFIX + name, row.queue)  # and any job a test let through
+    r.srem(presence.WORKERS_KEY, name)
 
 
 @pytest.fixture

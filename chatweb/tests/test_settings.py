@@ -60,7 +60,7 @@ def test_envsecret_reads_a_file_and_refuses_both(monkeypatch, tmp_path):
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "HTTPS"}}
-    clean.update(env)
+    clean.update(DJANGO_SETTINGS_MODULE="chatweb.settings", **env)  # production's, not the suite's
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
     )
@@ -114,3 +114,22 @@ def test_postgres_urls_select_the_postgresql_backend():
         text=True,
     )
     assert result.stdout.strip() == "django.db.backends.postgresql", result.stderr
+
+
+def test_production_hashes_passwords_with_the_strong_hasher_and_only_the_suite_does_not():
+    code = (
+        "from django.contrib.auth.hashers import get_hasher;"
+        "h = get_hasher();print(h.algorithm, getattr(h, 'iterations', 0))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "chatweb.settings"},
+        capture_output=True,
+        text=True,
+    )
+    algorithm, iterations = result.stdout.split()
+    assert algorithm == "pbkdf2_sha256" and int(iterations) >= 1_000_000, result.stderr
+    from django.contrib.auth.hashers import get_hasher
+
+    assert get_hasher().algorithm == "md5", "the suite's settings (pytest.ini) hash fast"

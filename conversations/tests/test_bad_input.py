@@ -235,7 +235,6 @@ socket_messages = st.one_of(
 ).filter(lambda frame: not (isinstance(frame, str) and '"ping"' in frame))  # one pong per example
 
 
-@pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_the_chat_socket_answers_any_frame_with_an_event_and_stays_open(live_daphne, users, orphan):
     conversation = Conversation.objects.create(owner=users.alice, model=orphan, title="fuzz")
@@ -266,7 +265,6 @@ def test_the_chat_socket_answers_any_frame_with_an_event_and_stays_open(live_dap
     assert not presence.client().keys("chatweb:quota:running:*")
 
 
-@pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_frame_past_the_protocol_limit_is_cut_off_and_the_page_can_reconnect(live_daphne, users, orphan):
     from websockets.exceptions import ConnectionClosed
@@ -274,11 +272,16 @@ def test_a_frame_past_the_protocol_limit_is_cut_off_and_the_page_can_reconnect(l
     conversation = Conversation.objects.create(owner=users.alice, model=orphan, title="fuzz")
     chat = ChatSocket(live_daphne, users.alice, conversation.pk)
     try:
-        chat.ws.send(json.dumps({"type": "send", "content": "x" * (2 * 1024 * 1024)}))
-        with pytest.raises(ConnectionClosed) as closed:
-            chat.recv(timeout=30)
+        try:
+            chat.ws.send(json.dumps({"type": "send", "content": "x" * (2 * 1024 * 1024)}))
+        except ConnectionClosed as cut:  # reset while the frame was still being written
+            closed = cut
+        else:
+            with pytest.raises(ConnectionClosed) as raised:
+                chat.recv(timeout=30)
+            closed = raised.value
         # 1009 "message too big", when the close frame beats the dropped TCP connection
-        assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
+        assert closed.rcvd is None or closed.rcvd.code == 1009
     finally:
         chat.close()
     again = ChatSocket(live_daphne, users.alice, conversation.pk)

@@ -9,8 +9,7 @@ from conftest import screenshot, session_cookie, turn_job
 from conversations.models import Conversation, Message
 
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.worker,
+    pytest.mark.browser,  # `worker` comes from the fixtures of the tests that need an engine
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(300),
 ]
@@ -119,8 +118,8 @@ LEAKS = [
 ]
 
 
-def test_hostile_markdown_stays_inert(live_daphne, new_page, users, smollm2):
-    conversation = Conversation.objects.create(owner=users.alice, model=smollm2)
+def test_hostile_markdown_stays_inert(live_daphne, new_page, users, fake_worker):
+    conversation = Conversation.objects.create(owner=users.alice, model=fake_worker)
     question = Message.objects.create(conversation=conversation, role="user", content="\n\n".join(XSS))
     Message.objects.create(
         conversation=conversation,

@@ -11,7 +11,7 @@ from accounts.models import SiteSettings
 from conftest import BREAD, GPT_OSS_ANSWER, GPT_OSS_REASONING, ChatSocket, ensure_model_row, session_cookie
 from conversations.models import Conversation, Message
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]  # `worker`: from the fixtures
 
 FRANCE = "What is the capital of France?"
 
@@ -56,9 +56,9 @@ def test_regenerate_and_edit_make_branches_and_keep_the_old_ones(live_daphne, us
     assert Message.objects.get(pk=answer_id).content == "The capital of France is Paris."
 
 
-def test_bad_branch_targets_are_refused_and_store_nothing(live_daphne, users, smollm2):
-    mine = Conversation.objects.create(owner=users.alice, model=smollm2)
-    theirs = Conversation.objects.create(owner=users.bob, model=smollm2)
+def test_bad_branch_targets_are_refused_and_store_nothing(live_daphne, users, fake_worker):
+    mine = Conversation.objects.create(owner=users.alice, model=fake_worker)
+    theirs = Conversation.objects.create(owner=users.bob, model=fake_worker)
     their_question = Message.objects.create(conversation=theirs, role="user", content="bob's question")
     socket = ChatSocket(live_daphne, users.alice, mine.pk)
     try:
@@ -142,12 +142,12 @@ def test_reasoning_reaches_only_those_allowed(live_daphne, users, gpt_oss, visib
         assert Message.objects.filter(conversation=conv, role="assistant").get().reasoning == GPT_OSS_REASONING
 
 
-def test_the_websocket_refuses_a_foreign_origin(live_daphne, users, smollm2):
+def test_the_websocket_refuses_a_foreign_origin(live_daphne, users, fake_worker):
     from django.conf import settings
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
-    conv = Conversation.objects.create(owner=users.alice, model=smollm2)
+    conv = Conversation.objects.create(owner=users.alice, model=fake_worker)
     cookie = f"{settings.SESSION_COOKIE_NAME}={session_cookie(users.alice)}"
     for origin in ("https://evil.example", "null"):
         with pytest.raises(InvalidStatus) as refused:

@@ -36,7 +36,8 @@ REASONING = GPT_OSS_REASONING
 ANSWER = GPT_OSS_ANSWER
 
 
-def run_turn(user, content: str, model_name: str = "gpt-oss-test") -> tuple[list[dict], Message]:
+def new_turn(user, content: str, model_name: str = "gpt-oss-test") -> tuple[dict, Message, str]:
+    """A stored question and its queued answer, and the job that answers it (not yet enqueued)."""
     model = ensure_model_row(model_name)
     conv = Conversation.objects.create(owner=user, model=model)
     question = Message.objects.create(conversation=conv, role="user", content=content)
@@ -58,22 +59,27 @@ def run_turn(user, content: str, model_name: str = "gpt-oss-test") -> tuple[list
         enqueued_at=time.time(),
         script=gpt_oss_script(),
     )
+    return job, answer, model.queue
 
-    events = follow(job, model.queue)
+
+def run_turn(user, content: str, model_name: str = "gpt-oss-test") -> tuple[list[dict], Message]:
+    job, answer, queue = new_turn(user, content, model_name)
+    events = follow(job, queue)
     answer.refresh_from_db()
     return events, answer
 
 
-def follow(job, queue: str, on_event=None) -> list[dict]:
+def follow(job: dict, queue: str, on_event=None) -> list[dict]:
     """Enqueue a job and collect its reply group's events up to done / error.
 
     on_event (async) sees each event as it arrives (to stop the request mid-way)."""
+    return follow_all([(job, queue, on_event)])[0]
 
-    async def listen() -> list[dict]:
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(presence.reply_group(job.request_id), channel)
-        enqueue(job, queue)
+
+def follow_all(jobs: list[tuple[object, str, object]]) -> list[list[dict]]:
+    """follow() for several jobs at once, enqueued in the order given."""
+
+    async def listen(channel: str, on_event) -> list[dict]:
         events = []
         while True:
             event = await asyncio.wait_for(layer.receive(channel), 180)
@@ -83,7 +89,17 @@ def follow(job, queue: str, on_event=None) -> list[dict]:
             if event["event"] in ("done", "error"):
                 return events
 
-    return async_to_sync(listen)()
+    async def main() -> list[list[dict]]:
+        channels = []
+        for job, _queue, _ in jobs:
+            channels.append(await layer.new_channel())
+            await layer.group_add(presence.reply_group(job.request_id), channels[-1])
+        for job, queue, _ in jobs:
+            enqueue(job, queue)
+        return list(await asyncio.gather(*(listen(c, on) for c, (_, _, on) in zip(channels, jobs, strict=True))))
+
+    layer = get_channel_layer()
+    return async_to_sync(main)()
 
 
 def test_reasoning_and_answer_arrive_separately_and_are_stored(users, gpt_oss_worker):
@@ -102,12 +118,38 @@ def test_reasoning_and_answer_arrive_separately_and_are_stored(users, gpt_oss_wo
     assert stored.reasoning == REASONING and stored.content == ANSWER
 
 
-def test_idle_worker_frees_the_model_and_reloads_it_on_the_next_request(users, idle_gpt_oss_worker):
+def test_idle_worker_frees_the_model_and_a_stop_while_it_reloads_leaves_the_other_request_answered(
+    users, idle_gpt_oss_worker
+):
+    """A sleeping worker gets two requests: both are told the model loads; the one
+    stopped meanwhile ends before the engine has it, the other is answered by the
+    reloaded engine. (One unload and reload for both: each costs a model load.)"""
     run_turn(users.alice, "Wake up.", IDLE_MODEL)  # whatever state an earlier test left the worker in
     loaded = idle_gpt_oss_worker.wait_state(("ready",), 60)
     asleep = idle_gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
     assert asleep["memory_used"] < loaded["memory_used"], "the engine's memory is given back"
-    events, stored = run_turn(users.alice, "Again?", IDLE_MODEL)
+
+    model = ensure_model_row(IDLE_MODEL)
+    stopped = turn_job(
+        request_id=new_request_id(),
+        user_id=users.alice.pk,
+        messages=[{"role": "user", "content": "Stop me."}],
+        params={"max_tokens": 64},
+        script=gpt_oss_script(),
+    )
+
+    async def stop_while_loading(event: dict) -> None:
+        if event["event"] == "status" and event["state"] == "loading":
+            await asyncio.to_thread(presence.request_stop, stopped.request_id)
+
+    answered, stored, queue = new_turn(users.alice, "Again?", IDLE_MODEL)
+    stop_events, events = follow_all([(stopped, model.queue, stop_while_loading), (answered, queue, None)])
+
+    assert stop_events[0]["event"] == "status" and stop_events[-1]["event"] == "done", stop_events
+    assert stop_events[-1]["status"] == "stopped" and stop_events[-1]["usage"]["completion_tokens"] == 0
+    assert not any(e["event"] in ("start", "delta") for e in stop_events), "the engine never had it"
+
+    stored.refresh_from_db()
     kinds = [e["event"] for e in events]
     assert kinds[0] == "status" and events[0]["state"] == "loading" and "Loading" in events[0]["message"]
     assert kinds[-1] == "done" and stored.content == ANSWER
@@ -152,26 +194,3 @@ def test_a_request_that_arrives_while_the_engine_unloads_is_answered(users, idle
     assert "unloading" in states and "loading" in states
     loading_ttls = [ttl for state, ttl in seen if state == "loading"]
     assert max(loading_ttls) > presence.HEARTBEAT_TTL, "a loading worker's heartbeat outlives a long stall"
-
-
-def test_a_stop_while_the_model_loads_ends_the_request_before_the_engine_has_it(users, idle_gpt_oss_worker):
-    run_turn(users.alice, "Wake up.", IDLE_MODEL)
-    idle_gpt_oss_worker.wait_state(("sleeping",), IDLE_SECONDS + 30)
-    model = ensure_model_row(IDLE_MODEL)
-    request_id = new_request_id()
-    job = turn_job(
-        request_id=request_id,
-        user_id=users.alice.pk,
-        messages=[{"role": "user", "content": "Stop me."}],
-        params={"max_tokens": 64},
-        script=gpt_oss_script(),
-    )
-
-    async def stop_while_loading(event: dict) -> None:
-        if event["event"] == "status" and event["state"] == "loading":
-            await asyncio.to_thread(presence.request_stop, request_id)
-
-    events = follow(job, model.queue, stop_while_loading)
-    assert events[0]["event"] == "status" and events[-1]["event"] == "done", events
-    assert events[-1]["status"] == "stopped" and events[-1]["usage"]["completion_tokens"] == 0
-    assert not any(e["event"] in ("start", "delta") for e in events), "the engine never had it"

@@ -42,13 +42,20 @@ CORPUS = [
 ]
 
 
-@pytest.mark.parametrize("text", CORPUS)
-def test_tiny_gpt_oss_tokenizer_is_o200k_harmony(text):
+@pytest.fixture(scope="module")
+def gpt_oss_tokenizers():
+    """Loaded once for the whole corpus: a 200k-token vocabulary takes seconds to load."""
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
     from transformers import AutoTokenizer
 
-    harmony = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir(TINY_GPT_OSS))
+    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS), AutoTokenizer.from_pretrained(
+        model_dir(TINY_GPT_OSS)
+    )
+
+
+@pytest.mark.parametrize("text", CORPUS)
+def test_tiny_gpt_oss_tokenizer_is_o200k_harmony(gpt_oss_tokenizers, text):
+    harmony, tokenizer = gpt_oss_tokenizers
     ids = tokenizer.encode(text, add_special_tokens=False)
     assert ids == harmony.encode(text, allowed_special="all")
     assert tokenizer.decode(ids) == text

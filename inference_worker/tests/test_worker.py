@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -17,7 +18,7 @@ from conftest import ChatSocket, ensure_model_row, turn_job, wait_for
 from conversations.models import Conversation, Message
 from inference_worker.models import ChatModel
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]  # `worker`: from the fixtures
 
 FRANCE = "What is the capital of France?"
 LONG = "Write a very long story about a dragon who learns to bake bread. Use many chapters."
@@ -79,14 +80,26 @@ def test_the_answer_is_stored_even_if_nobody_listens(live_daphne, users, smollm2
 
 
 def test_concurrent_requests_run_together(live_daphne, users, smollm2, smollm2_worker):
-    def one(conv) -> float:
-        started = time.monotonic()
-        events = ask(live_daphne, users.alice, conv, LONG, max_tokens=48, temperature=0)
-        assert events[-1]["type"] == "done", events[-1]
-        assert events[-1]["usage"]["completion_tokens"] == 48
-        return time.monotonic() - started
+    """Batched: six answers sent at once stream side by side, in the order their events
+    arrive (not by how long they took: that is for bench/)."""
+    arrivals: list[tuple[int, str]] = []  # (answer, event type), in the order received
+    lock = threading.Lock()
 
-    single = one(conversation(users.alice, smollm2))
+    def one(index: int, conv) -> None:
+        socket = ChatSocket(live_daphne, users.alice, conv.pk)
+        try:
+            socket.send(type="send", content=LONG, params={"max_tokens": 48, "temperature": 0})
+            while True:
+                event = socket.recv(timeout=180)
+                with lock:
+                    arrivals.append((index, event["type"]))
+                if event["type"] in ("done", "error"):
+                    break
+        finally:
+            socket.close()
+        assert event["type"] == "done", event
+        assert event["usage"]["completion_tokens"] == 48
+
     convs = [conversation(users.alice, smollm2) for _ in range(6)]
     peak = {"in_flight": 0}
     stop = threading.Event()
@@ -99,19 +112,21 @@ def test_concurrent_requests_run_together(live_daphne, users, smollm2, smollm2_w
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    threads, started = [], time.monotonic()
-    for conv in convs:
-        thread = threading.Thread(target=one, args=(conv,))
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
-    together = time.monotonic() - started
+    with ThreadPoolExecutor(len(convs)) as pool:
+        for future in [pool.submit(one, n, conv) for n, conv in enumerate(convs)]:
+            future.result()
     stop.set()
     watcher.join()
     assert Message.objects.filter(conversation__in=convs, role="assistant", status="done").count() == 6
-    # Batched: six answers take well under six times one answer.
-    assert together < 0.6 * 6 * single, (together, single)
+    # Side by side: at some moment several answers had started and not yet ended.
+    streaming, together = set(), 0
+    for index, kind in arrivals:
+        if kind == "start":
+            streaming.add(index)
+        elif kind in ("done", "error"):
+            streaming.discard(index)
+        together = max(together, len(streaming))
+    assert together >= 3, arrivals
     assert peak["in_flight"] >= 3, peak
 
 
@@ -149,9 +164,9 @@ def test_stop_aborts_the_request_inside_the_engine_and_keeps_the_partial_answer(
 def test_no_live_worker_is_an_immediate_clear_error(live_daphne, users):
     orphan = ChatModel.objects.create(name="nobody-serves-me", display_name="Orphan", path="/nowhere", queue="orphan")
     conv = conversation(users.alice, orphan)
-    started = time.monotonic()
     events = ask(live_daphne, users.alice, conv, "hello")
-    assert time.monotonic() - started < 5
+    # immediate: the refusal is the answer to the send, before anything is queued
+    assert [e["type"] for e in events] == ["error"], events
     assert events[-1]["type"] == "error" and events[-1]["code"] == "no_worker"
     assert "No worker is serving Orphan" in events[-1]["message"]
     assert not Message.objects.filter(conversation=conv).exists(), "a refused send stores nothing"
@@ -167,8 +182,8 @@ def test_a_message_too_long_for_the_context_says_so_with_numbers(live_daphne, us
     assert Message.objects.get(pk=events[0]["message_id"]).status == "failed"
 
 
-def test_another_users_conversation_cannot_be_continued_or_stopped(live_daphne, users, smollm2):
-    conv = conversation(users.alice, smollm2)
+def test_another_users_conversation_cannot_be_continued_or_stopped(live_daphne, users, fake_worker):
+    conv = conversation(users.alice, fake_worker)
     from websockets.exceptions import ConnectionClosed
 
     socket = ChatSocket(live_daphne, users.bob, conv.pk)
@@ -179,8 +194,8 @@ def test_another_users_conversation_cannot_be_continued_or_stopped(live_daphne, 
     assert not Message.objects.filter(conversation=conv).exists()
 
 
-def test_bad_frames_get_an_error_and_the_socket_survives(live_daphne, users, smollm2):
-    conv = conversation(users.alice, smollm2)
+def test_bad_frames_get_an_error_and_the_socket_survives(live_daphne, users, fake_worker):
+    conv = conversation(users.alice, fake_worker)
     socket = ChatSocket(live_daphne, users.alice, conv.pk)
     try:
         socket.ws.send("{not json")
@@ -219,9 +234,10 @@ def test_killed_worker_gives_a_clear_error_and_the_next_request_is_served(live_d
         event = socket.recv()
         partial += event.get("content", "")
     victim.kill()
-    killed = time.monotonic()
-    error = socket.until("error", timeout=20)[-1]
-    assert time.monotonic() - killed < 15
+    after = socket.until("error", "done", timeout=60)  # told, not left waiting (how soon: bench/)
+    error = after[-1]
+    assert [e["type"] for e in after[:-1]] == ["delta"] * (len(after) - 1), after  # only what was on its way
+    assert error["type"] == "error", error
     assert error["code"] == "worker_lost" and "partial answer is kept" in error["message"]
     socket.close()
     message = Message.objects.get(pk=message_id)
