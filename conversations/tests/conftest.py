@@ -63,6 +63,8 @@ class AsgiApi:
         return async_to_sync(self._call)(method, path, json, content, headers)
 
     async def _call(self, method, path, json_body, content, headers) -> httpx.Response:
+        # Imported at the first call, once the test database is set up: chatweb.asgi opens a
+        # connection at import (chatweb.sqlite.keep_wal).
         from chatweb.asgi import application
 
         transport = httpx.ASGITransport(app=application, client=self.client_addr)
