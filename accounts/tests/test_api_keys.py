@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import datetime
 
-import httpx
 import pytest
-from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.test import Client, override_settings
 from django.utils import timezone
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create, api_key_find
+from conversations.tests.conftest import AsgiApi
 
 pytestmark = pytest.mark.django_db
 
@@ -105,15 +104,7 @@ NEW_KEY = "new-secret-key-" + "n" * 40
 
 def models_with(key: str) -> int:
     """GET /api/models with the key, through the ASGI application daphne serves."""
-    from chatweb.asgi import application
-
-    async def call() -> int:
-        transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-            response = await http.get("/api/models", headers={"Authorization": f"Bearer {key}"})
-            return response.status_code
-
-    return async_to_sync(call)()
+    return AsgiApi().get("/api/models", key=key).status_code
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,9 +10,11 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.urls import reverse
 
+from accounts.services import api_key_create
 from conftest import session_cookie
 from conversations.models import Conversation
 from conversations.routing import websocket_urlpatterns
+from conversations.tests.conftest import AsgiApi
 
 
 @pytest.fixture
@@ -42,10 +44,18 @@ def test_approved_user_skips_the_waiting_page(client, users):
     assert client.get(reverse("account_pending")).url == reverse("chat")
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("url", ["/api/models", "/api/v1/models", "/api/chat/completions"])
-def test_pending_user_gets_403_from_the_api(charlie_client, url):
-    response = charlie_client.get(url)
+@pytest.mark.django_db(transaction=True)  # the ASGI application's request signals end a test's transaction
+@pytest.mark.parametrize(
+    ("method", "url"), [("GET", "/api/models"), ("GET", "/api/v1/models"), ("POST", "/api/chat/completions")]
+)
+def test_pending_user_gets_403_from_the_api(users, method, url):
+    """Through the ASGI application daphne serves. Reads with the session; the POST with a key of
+    the pending user's own (a session cannot spend the GPU, and a GET there is 405 first)."""
+    if method == "GET":
+        response = AsgiApi().get(url, user=users.charlie)
+    else:
+        key = api_key_create(user=users.charlie, name="pending")[1]
+        response = AsgiApi().post(url, key=key, json={"model": "any", "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "account_pending"
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}

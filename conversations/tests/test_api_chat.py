@@ -220,17 +220,10 @@ def test_a_key_that_saves_history_stores_the_call_as_its_owners_conversation(liv
     assert conversation.pk not in [c["id"] for c in bob.get("/c/list").json()["conversations"]]
 
 
-def test_a_full_queue_is_503_with_retry_after(users, fake_worker, key, settings):
-    from django.test import Client
-
+def test_a_full_queue_is_503_with_retry_after(asgi_api, users, fake_worker, key, settings):
     settings.MAX_QUEUE_LENGTH = 0  # whatever waits (nothing) is already too much
-    response = Client().post(
-        "/api/chat/completions",
-        {"model": fake_worker.name, "messages": FRANCE},
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key}",
-    )
-    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    response = asgi_api.post("/api/chat/completions", key=key, json={"model": fake_worker.name, "messages": FRANCE})
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
     assert response.json()["error"]["code"] == "queue_full"
     assert not ApiKey.objects.filter(requests__gt=0).exists()
 

@@ -8,29 +8,33 @@ import json
 import httpx
 import pytest
 from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey, SiteSettings, UsageDay
 from accounts.services import api_key_create, api_key_revoke
 from conftest import session_cookie
 from conversations.models import Conversation, Message
+from conversations.tests.conftest import AsgiApi
 from inference_worker import presence
 
-pytestmark = pytest.mark.django_db
+# Through the ASGI application daphne serves (AsgiApi), whose request signals end a test's
+# transaction: each test commits, and its rows are flushed after it.
+pytestmark = pytest.mark.django_db(transaction=True)
+API = AsgiApi()
 
 GOOD = {"model": "orphan", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def call(body, *, key: str | None = None, raw: bytes | None = None, **headers):
-    if key:
-        headers["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    data = raw if raw is not None else json.dumps(body)
-    return Client().post("/api/v1/chat/completions", data, content_type="application/json", **headers)
+def call(body, *, key: str | None = None, raw: bytes | None = None, **headers: str):
+    """POST /api/v1/chat/completions; `body` as JSON (NaN too), or `raw` bytes."""
+    data = raw if raw is not None else json.dumps(body).encode()
+    return API.post(
+        "/api/v1/chat/completions", content=data, key=key, headers={"Content-Type": "application/json", **headers}
+    )
 
 
 def assert_error(response, status: int, *, code: str | None = None, param: str | None = None) -> dict:
-    assert response.status_code == status, response.content
+    assert response.status_code == status, response.content[:500]
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["message"]
     if code is not None:
@@ -89,14 +93,14 @@ def test_unknown_fields_are_ignored_and_unknown_models_are_404(users, orphan, ke
 def test_no_live_worker_is_503_with_retry_after(users, orphan, key):
     response = call(GOOD, key=key)
     assert_error(response, 503, code="no_worker")
-    assert int(response["Retry-After"]) > 0
+    assert int(response.headers["Retry-After"]) > 0
 
 
 def test_missing_and_wrong_keys_are_401(users, orphan, key):
     assert_error(call(GOOD), 401, code="missing_api_key")
     assert_error(call(GOOD, key="sk-cw-wrong"), 401, code="invalid_api_key")
     assert_error(call(GOOD, key=key[:-2] + "xx"), 401, code="invalid_api_key")
-    assert_error(call(GOOD, HTTP_AUTHORIZATION=f"Basic {key}"), 401, code="invalid_api_key")
+    assert_error(call(GOOD, Authorization=f"Basic {key}"), 401, code="invalid_api_key")
 
 
 def test_revoked_and_expired_keys_are_401(users, orphan):
@@ -129,15 +133,13 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(users, orphan, key):
 
 
 def test_wrong_methods_are_405(users, orphan, key):
-    response = Client().get("/api/chat/completions", HTTP_AUTHORIZATION=f"Bearer {key}")
-    assert_error(response, 405)
+    assert_error(API.get("/api/chat/completions", key=key), 405)
 
 
 def test_a_browser_session_is_not_enough_to_spend_the_gpu(users, orphan):
-    browser = Client()
-    browser.force_login(users.alice)
-    assert browser.get("/api/models").status_code == 200  # reads are fine
-    response = browser.post("/api/chat/completions", json.dumps(GOOD), content_type="application/json")
+    browser = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session_cookie(users.alice)}"}
+    assert API.get("/api/models", headers=browser).status_code == 200  # reads are fine
+    response = API.post("/api/chat/completions", json=GOOD, headers=browser)
     assert_error(response, 401, code="missing_api_key")
 
 
@@ -148,11 +150,10 @@ def test_odd_bodies_and_text_are_400_not_500(users, orphan, key):
     assert_error(call(nul, key=key), 400, param="messages.0.content")
     surrogate = b'{"model": "orphan\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
     assert_error(call(None, key=key, raw=surrogate), 400, param="model")
-    assert_error(call(GOOD, key=key, CONTENT_LENGTH="12abc"), 400, code="invalid_request")
+    assert_error(call(GOOD, key=key, **{"Content-Length": "12abc"}), 400, code="invalid_request")
     assert_error(call({**GOOD, "temperature": float("nan")}, key=key), 400, param="temperature")
 
 
-@pytest.mark.django_db(transaction=True)
 def test_daphne_serves_the_api_without_the_browser_middleware(live_daphne, users, orphan, key, redis_server):
     """Under daphne, /api/ skips settings.MIDDLEWARE (conversations.api.ApiHandler): the views read
     the session themselves, the caller is judged before the body, and Django's own errors keep

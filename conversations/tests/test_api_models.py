@@ -4,6 +4,9 @@ import pytest
 
 from inference_worker.models import ChatModel
 
+# Through the ASGI application daphne serves (the asgi_api fixture): each test commits.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture
 def models(db):
@@ -12,32 +15,26 @@ def models(db):
     return on
 
 
-@pytest.mark.django_db
 @pytest.mark.parametrize("prefix", ["/api", "/api/v1"])
-def test_models_lists_enabled_models_in_openai_shape(client, users, models, prefix):
-    client.force_login(users.alice)
-    body = client.get(f"{prefix}/models").json()
+def test_models_lists_enabled_models_in_openai_shape(asgi_api, users, models, prefix):
+    body = asgi_api.get(f"{prefix}/models", user=users.alice).json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["small"]
     assert set(body["data"][0]) >= {"id", "object", "created", "owned_by"}
 
 
-@pytest.mark.django_db
-def test_models_without_credentials_is_401_in_openai_shape(client, models):
-    response = client.get("/api/models")
+def test_models_without_credentials_is_401_in_openai_shape(asgi_api, models):
+    response = asgi_api.get("/api/models")
     assert response.status_code == 401
     error = response.json()["error"]
     assert error["type"] == "authentication_error" and "API key" in error["message"]
 
 
-@pytest.mark.django_db
-def test_unknown_bearer_key_is_401(client, models):
-    response = client.get("/api/models", HTTP_AUTHORIZATION="Bearer sk-nope")
+def test_unknown_bearer_key_is_401(asgi_api, models):
+    response = asgi_api.get("/api/models", key="sk-nope")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
-@pytest.mark.django_db
-def test_models_rejects_post(client, users, models):
-    client.force_login(users.alice)
-    assert client.post("/api/models").status_code == 405
+def test_models_rejects_post(asgi_api, users, models):
+    assert asgi_api.post("/api/models", user=users.alice).status_code == 405

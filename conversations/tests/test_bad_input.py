@@ -16,7 +16,6 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -108,7 +107,7 @@ API_STATUSES = {400, 401, 403, 404, 405, 413, 415, 429, 503}
 
 def openai_error(response, allowed: set[int]) -> dict:
     assert response.status_code in allowed, (response.status_code, response.content[:500])
-    assert response["Content-Type"].startswith("application/json")
+    assert response.headers["Content-Type"].startswith("application/json")
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
     assert isinstance(error["message"], str) and error["message"]
@@ -141,44 +140,49 @@ def write_tally():
 
 
 # --- the API -------------------------------------------------------------------------------
+# Through the ASGI application daphne serves (asgi_api, one in-process call per example), whose
+# request signals end a test's transaction: these tests commit, and are flushed after.
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @FUZZ
 @given(body=bodies, content_type=content_types)
-def test_completions_answer_any_body_with_an_openai_error(users, orphan, key, nothing_changes, body, content_type):
-    # generic() sends the bytes as they are (post() would re-encode them to the charset named)
-    response = Client().generic(
-        "POST", "/api/v1/chat/completions", body, content_type=content_type, HTTP_AUTHORIZATION=f"Bearer {key}"
-    )
+def test_completions_answer_any_body_with_an_openai_error(
+    asgi_api, users, orphan, key, nothing_changes, body, content_type
+):
+    response = asgi_api.post("/api/v1/chat/completions", content=body, key=key, headers={"Content-Type": content_type})
     error = openai_error(response, API_STATUSES - {401, 403})
     TALLY["POST /api/chat/completions, generated bodies"][f"{response.status_code} {error['code']}"] += 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @FUZZ
 @given(authorization=authorizations, body=st.one_of(st.just(b'{"model":"orphan"}'), bodies))
-def test_completions_refuse_any_key_but_a_real_one(users, orphan, key, nothing_changes, authorization, body):
-    headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
-    response = Client().generic("POST", "/api/chat/completions", body, content_type="application/json", **headers)
+def test_completions_refuse_any_key_but_a_real_one(asgi_api, users, orphan, key, nothing_changes, authorization, body):
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = asgi_api.post("/api/chat/completions", content=body, headers=headers)
     error = openai_error(response, {401, 413})
     TALLY["POST /api/chat/completions, generated keys"][f"{response.status_code} {error['code']}"] += 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @FUZZ
 @given(
     authorization=st.one_of(st.just("good"), authorizations),
     query=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3),
     method=st.sampled_from(["GET"] * 5 + ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
 )
-def test_models_answer_any_request_in_shape(users, orphan, key, nothing_changes, authorization, query, method):
+def test_models_answer_any_request_in_shape(
+    asgi_api, users, orphan, key, nothing_changes, authorization, query, method
+):
     headers = {}
     if authorization == "good":
-        headers["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        headers["Authorization"] = f"Bearer {key}"
     elif authorization is not None:
-        headers["HTTP_AUTHORIZATION"] = authorization
-    response = Client().generic(method, f"/api/models?{urlencode(query)}", **headers)
+        headers["Authorization"] = authorization
+    response = asgi_api.request(method, f"/api/models?{urlencode(query)}", headers=headers)
     if method == "HEAD":  # the same answer as GET, without the body
         assert response.status_code in {200, 401, 405}, response.status_code
         TALLY["/api/models, generated methods, keys and queries"][f"HEAD {response.status_code}"] += 1
