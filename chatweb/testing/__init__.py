@@ -1,0 +1,1 @@
+"""Test support for the suite (fixtures and helpers); the root conftest.py wires it in."""

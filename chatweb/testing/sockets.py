@@ -1,0 +1,66 @@
+"""A real websocket client for the chat socket, signed in as a user."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+
+from chatweb.testing.support import LiveServer
+
+
+def session_cookie(user) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+class ChatSocket:
+    """A real websocket client on the live daphne, signed in as a user."""
+
+    def __init__(self, server: LiveServer, user, conversation_id: int, *, cookie: str | None = None) -> None:
+        """`cookie`: the session to sign in with (default: a new one of `user`'s)."""
+        from websockets.sync.client import connect
+
+        self._connection = connect(
+            f"{server.ws_url}/ws/chat/{conversation_id}/",
+            additional_headers={
+                "Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie or session_cookie(user)}",
+                "Origin": server.url,
+            },
+            open_timeout=10,
+            max_size=2**24,
+        )
+        self.ws = self._connection.__enter__()
+
+    def send(self, **message) -> None:
+        import json
+
+        self.ws.send(json.dumps(message))
+
+    ready: dict | None = None  # the server's greeting on connect (which answer is active)
+
+    def recv(self, timeout: float = 60) -> dict:
+        """The next event, after the greeting (kept in self.ready)."""
+        import json
+
+        while True:
+            event = json.loads(self.ws.recv(timeout=timeout))
+            if event.get("type") != "ready":
+                return event
+            self.ready = event
+
+    def until(self, *types: str, timeout: float = 120) -> list[dict]:
+        """All events up to and including the first of `types`."""
+        events = []
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.recv(timeout=max(0.1, deadline - time.monotonic()))
+            events.append(event)
+            if event["type"] in types:
+                return events
+
+    def close(self) -> None:
+        self._connection.__exit__(None, None, None)

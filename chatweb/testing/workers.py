@@ -1,0 +1,283 @@
+"""Real inference workers for the tests: the test models, `manage.py run_worker` processes on
+the test database, scripted gpt-oss output, and a heartbeat-only stand-in for tests that
+need a live worker but no engine. A pytest plugin (registered by the root conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+
+from chatweb.testing.support import ROOT, test_environment, wait_for
+
+_TINY_GPT_OSS = {
+    "folder": "tiny-gpt-oss",
+    "prompt_format": "harmony",
+    "dtype": "bfloat16",
+    "context_length": 2048,
+    "default_temperature": 0.0,
+    "default_max_tokens": 64,
+    "max_num_seqs": 8,
+    "cpu_kv_cache_gib": 0.25,
+    "enforce_eager": True,
+}
+TEST_MODELS = {
+    # float32: greedy SmolLM2 answers the France question exactly (bf16 flips a token)
+    "smollm2-test": {
+        "folder": "smollm2-135m-instruct",
+        "display_name": "SmolLM2 (tests)",
+        "queue": "test-smollm2",
+        "prompt_format": "chat_template",
+        "dtype": "float32",
+        "context_length": 2048,
+        "default_temperature": 0.0,
+        "default_max_tokens": 64,
+        "max_num_seqs": 16,
+        "cpu_kv_cache_gib": 0.5,
+        "enforce_eager": True,
+    },
+    "gpt-oss-test": {**_TINY_GPT_OSS, "display_name": "Tiny gpt-oss (tests)", "queue": "test-gpt-oss"},
+    # the same on its own queue, for a worker that unloads it when idle
+    "gpt-oss-idle": {
+        **_TINY_GPT_OSS,
+        "display_name": "Tiny gpt-oss, unloaded when idle (tests)",
+        "queue": "test-gpt-oss-idle",
+    },
+    # the same on its own queue, one request at a time: a real queue forms
+    "gpt-oss-single": {
+        **_TINY_GPT_OSS,
+        "display_name": "Tiny gpt-oss, one at a time (tests)",
+        "queue": "test-gpt-oss-single",
+        "max_num_seqs": 1,
+    },
+}
+# SmolLM2 on a queue no session worker serves: for tests that start, kill and restart a
+# worker of their own, which must not take the shared workers' jobs nor share their names.
+TEST_MODELS["smollm2-own"] = {
+    **TEST_MODELS["smollm2-test"],
+    "display_name": "SmolLM2 (tests, a worker of its own)",
+    "queue": "test-smollm2-own",
+}
+
+
+def ensure_model_row(name: str):
+    from inference_worker.local_models import is_built
+    from inference_worker.models import ChatModel
+
+    spec = dict(TEST_MODELS[name])
+    folder = settings.MODELS_DIR / spec.pop("folder")
+    if not is_built(folder):
+        pytest.fail(f"{folder} is not built: run scripts/setup.sh (or make models)")
+    row, _ = ChatModel.objects.update_or_create(name=name, defaults={**spec, "path": str(folder)})
+    return row
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    model: str
+    process: subprocess.Popen
+    log: Path
+
+    def heartbeat(self) -> dict | None:
+        import json
+
+        raw = redis_lib.Redis.from_url(settings.REDIS_URL).get(f"chatweb:worker:{self.name}")
+        return json.loads(raw) if raw else None
+
+    def wait_state(self, states: tuple[str, ...], timeout: float) -> dict:
+        def check():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log.read_text()[-5000:]}")
+            beat = self.heartbeat()
+            return beat if beat and beat["state"] in states else None
+
+        return wait_for(check, timeout, f"worker {self.name} to be {'/'.join(states)}", interval=0.2)
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Start `manage.py run_worker` processes on the test database; all stopped at the end."""
+    import signal
+
+    started: list[WorkerProcess] = []
+
+    def start(
+        model: str, *, tag: str = "cpu", idle_seconds: float = 600, wait: bool = True, env: dict | None = None
+    ) -> WorkerProcess:
+        with django_db_blocker.unblock():
+            ensure_model_row(model)
+        log = tmp_path_factory.mktemp("worker") / f"{model}-{tag}.log"
+        with log.open("w") as fh:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "run_worker",
+                    "--model",
+                    model,
+                    "--name",
+                    tag,
+                    "--idle-seconds",
+                    str(idle_seconds),
+                    "--loglevel",
+                    "WARNING",
+                ],
+                cwd=ROOT,
+                env=test_environment(CHATWEB_SCRIPTED_LOGITS="1", STREAM_INTERVAL_MS="30", **(env or {})),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill -9 takes the engine too
+            )
+        worker = WorkerProcess(f"{model}-{tag}@{socket.gethostname()}", model, proc, log)
+        started.append(worker)
+        if wait:
+            worker.wait_state(("ready",), 300)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            os.killpg(worker.process.pid, signal.SIGTERM)
+    for worker in started:
+        try:
+            worker.process.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+@pytest.fixture(scope="session")
+def smollm2_worker(start_worker) -> WorkerProcess:
+    return start_worker("smollm2-test")
+
+
+GPT_OSS_IDLE_SECONDS = 8
+GPT_OSS_REASONING = "The user asks for the answer. It is 42."
+GPT_OSS_ANSWER = "The answer is 42."
+
+
+def script_env(tokens: list[int]) -> dict[str, str]:
+    """A worker's environment that scripts every request naming no script of its own."""
+    return {"CHATWEB_SCRIPT": ",".join(map(str, tokens))}
+
+
+def gpt_oss_script() -> list[int]:
+    """The harmony tokens the tiny random gpt-oss is made to say (see inference_worker/testing.py)."""
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    text = (
+        f"<|channel|>analysis<|message|>{GPT_OSS_REASONING}<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{GPT_OSS_ANSWER}<|return|>"
+    )
+    return encoding.encode(text, allowed_special="all")
+
+
+@pytest.fixture(scope="session")
+def gpt_oss_worker(start_worker) -> WorkerProcess:
+    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER."""
+    return start_worker("gpt-oss-test", env=script_env(gpt_oss_script()))
+
+
+@pytest.fixture(scope="session")
+def idle_gpt_oss_worker(start_worker) -> WorkerProcess:
+    """The same, on its own queue, unloading the model after GPT_OSS_IDLE_SECONDS idle (the
+    lifecycle tests watch that). Apart from the shared one: there, each test after a pause
+    paid a reload (about 35 s on a 2-core machine)."""
+    return start_worker("gpt-oss-idle", idle_seconds=GPT_OSS_IDLE_SECONDS, env=script_env(gpt_oss_script()))
+
+
+BREAD = " ".join(["bread"] * 120)
+
+
+@pytest.fixture(scope="session")
+def bread_worker(start_worker) -> WorkerProcess:
+    """The tiny gpt-oss on a queue of its own that runs one answer at a time, scripted to
+    say BREAD: long enough to stream in many deltas (use max_tokens 400)."""
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    script = encoding.encode(f"<|channel|>final<|message|>{BREAD}<|return|>", allowed_special="all")
+    return start_worker("gpt-oss-single", env=script_env(script))
+
+
+@pytest.fixture
+def fake_worker(db, redis_server):
+    """A model row with a heartbeat and no engine: a turn passes admission's live-worker
+    check, and stays queued if nothing refuses it. For tests about what is refused or
+    shown; a test about serving uses a real worker."""
+    import json
+
+    from inference_worker import presence
+    from inference_worker.models import ChatModel
+
+    row = ChatModel.objects.create(
+        name="heartbeat-only", display_name="Heartbeat only (tests)", path="/none", queue="test-heartbeat-only"
+    )
+    name = f"{row.name}-cpu@{socket.gethostname()}"
+    beat = {
+        "name": name,
+        "model": row.name,
+        "queue": row.queue,
+        "state": "ready",
+        "device": "cpu",
+        "memory_used": 1,
+        "memory_total": 1,
+        "running": 0,
+        "waiting": 0,
+        "in_flight": 0,
+        "requests": [],
+        "max_num_seqs": 1,
+        "engine_unfinished": 0,
+        "loads": 1,
+        "error": None,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "updated": time.time(),
+    }
+    r = redis_server.client
+    r.set(presence.WORKER_PREFIX + name, json.dumps(beat), ex=3600)
+    r.sadd(presence.WORKERS_KEY, name)
+    yield row
+    r.delete(presence.WORKER_PREFIX + name, row.queue)  # and any job a test let through
+    r.srem(presence.WORKERS_KEY, name)
+
+
+@pytest.fixture
+def gpt_oss(db, gpt_oss_worker):
+    return ensure_model_row("gpt-oss-test")
+
+
+@pytest.fixture
+def smollm2(db, smollm2_worker):
+    """The test SmolLM2 row (tables are flushed between tests) and its live worker."""
+    return ensure_model_row("smollm2-test")
+
+
+def turn_job(*, user_id=None, message_id=None, conversation_id=None, api_key_id=None, make_title=False, **generation):
+    """A chat turn's job as the admission builds it, for tests that enqueue one by hand."""
+    from conversations.jobs import TurnJob
+
+    return TurnJob(
+        generation=generation,
+        user_id=user_id,
+        message_id=message_id,
+        conversation_id=conversation_id,
+        api_key_id=api_key_id,
+        make_title=make_title,
+    )
