@@ -1,0 +1,8 @@
+"""The engine host: one vLLM engine per worker process, split by responsibility.
+
+Other code imports from here; the modules behind it may move.
+"""
+
+from inference_worker.engine.host import Coalescer, EngineHost, EngineSpec, RequestState, cpu_engine_env
+
+__all__ = ["Coalescer", "EngineHost", "EngineSpec", "RequestState", "cpu_engine_env"]
