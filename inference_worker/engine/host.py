@@ -17,13 +17,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
 from inference_worker import presence
+from inference_worker.engine.coalescer import Coalescer, Publishing
 from inference_worker.jobs import Generation
 from inference_worker.prompts import PromptTooLong, prompt_builder_for
 
@@ -96,82 +96,6 @@ class RequestState:
         }
 
 
-class Coalescer:
-    """Publishes one request's deltas: the first at once, then at most one per interval."""
-
-    def __init__(self, host: EngineHost, request_id: str, interval: float | Callable[[], float]) -> None:
-        # interval: seconds, or a function of the moment (EngineHost.publish_interval)
-        self.host, self.request_id, self.interval = host, request_id, interval
-        self.content = self.reasoning = ""  # waiting to be sent
-        self.sent_content = self.sent_reasoning = ""  # everything sent so far
-        self.last_sent = 0.0
-        self.sent_any = False
-        self.seq = 0
-        self.timer: asyncio.TimerHandle | None = None
-        self.lock = asyncio.Lock()
-        self.leading: asyncio.Future | None = None  # the "start" event, published beside prefill
-
-    def lead(self, event: dict[str, Any]) -> None:
-        """Publish `event` without waiting for it, ahead of every delta and snapshot: the
-        engine starts on the prompt meanwhile instead of after a Redis round trip."""
-        self.leading = asyncio.ensure_future(self.host.reply(self.request_id, event))
-
-    async def led(self) -> None:
-        """Wait until the leading event is out (before anything else of this request is sent)."""
-        if self.leading is not None:
-            await self.leading
-
-    async def push(self, content: str, reasoning: str) -> None:
-        self.content += content
-        self.reasoning += reasoning
-        if not (self.content or self.reasoning):
-            return
-        interval = self.interval() if callable(self.interval) else self.interval
-        wait = interval - (time.monotonic() - self.last_sent)
-        if not self.sent_any or wait <= 0:
-            await self.flush()
-        elif self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(wait, self._flush_soon)
-
-    def _flush_soon(self) -> None:
-        self.timer = None
-        asyncio.ensure_future(self.flush())
-
-    async def flush(self) -> None:
-        async with self.lock:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            if not (self.content or self.reasoning):
-                return
-            event: dict[str, Any] = {"event": "delta", "seq": self.seq}
-            if self.content:
-                event["content"] = self.content
-            if self.reasoning:
-                event["reasoning"] = self.reasoning
-            self.sent_content += self.content
-            self.sent_reasoning += self.reasoning
-            self.content = self.reasoning = ""
-            self.seq += 1
-            self.sent_any = True
-            self.last_sent = time.monotonic()
-            await self.led()
-            await self.host.reply(self.request_id, event)
-
-    async def snapshot(self) -> None:
-        """Everything sent so far, in order with the deltas (for a socket that reconnected).
-
-        A reader drops deltas it got before the snapshot (their seq is lower) and
-        appends those after it.
-        """
-        async with self.lock:
-            await self.led()
-            await self.host.reply(
-                self.request_id,
-                {"event": "snapshot", "seq": self.seq, "content": self.sent_content, "reasoning": self.sent_reasoning},
-            )
-
-
 def _stat_logger_factory(host: EngineHost):
     from vllm.v1.metrics.loggers import StatLoggerBase
 
@@ -192,7 +116,7 @@ def _stat_logger_factory(host: EngineHost):
     return EngineStats
 
 
-class EngineHost:
+class EngineHost(Publishing):
     def __init__(
         self,
         spec: EngineSpec,
@@ -483,35 +407,6 @@ class EngineHost:
         state.aborted = True
         if self.engine is not None:
             await self.engine.abort(request_id)
-
-    async def publish(self, group: str, event: dict[str, Any], *, kind: str = "chat.event") -> None:
-        message = {"type": kind, **event}
-        for attempt in range(3):
-            try:
-                await self._layer.group_send(group, message)
-                return
-            except Exception as exc:  # noqa: BLE001 - Redis restarted: retry on a new connection
-                log.warning("publish to %s failed (%s), attempt %d", group, exc, attempt + 1)
-                await asyncio.sleep(0.2 * (attempt + 1))
-
-    async def reply(self, request_id: str, event: dict[str, Any]) -> None:
-        """Publish one event of a request's answer to its reply group. Each names its request:
-        a socket that has moved on to another answer drops the events of the last one that
-        were already on their way to it."""
-        await self.publish(presence.reply_group(request_id), {**event, "request_id": request_id})
-
-    def publish_interval(self) -> float:
-        """The least time between two deltas of one answer, now.
-
-        stream_interval while the worker streams few answers; with many, the interval
-        grows so that all of them together stay within publish_budget messages a
-        second. Every message costs the web tier about the same CPU whatever it
-        carries (bench/relay.py: 0.5 ms of a 2-vCPU machine's daphne), so under load
-        deltas get larger rather than more numerous. 0: no budget.
-        """
-        if not self.publish_budget:
-            return self.stream_interval
-        return max(self.stream_interval, len(self.coalescers) / self.publish_budget)
 
     # --- requests ----------------------------------------------------------------
 
