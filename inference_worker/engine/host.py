@@ -14,7 +14,6 @@ import concurrent.futures
 import datetime
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ import psutil
 
 from inference_worker import presence
 from inference_worker.engine.coalescer import Coalescer, Publishing
+from inference_worker.engine.control import ControlListener
+from inference_worker.engine.heartbeat import Heartbeat
 from inference_worker.jobs import Generation
 from inference_worker.prompts import PromptTooLong, prompt_builder_for
 
@@ -116,7 +117,7 @@ def _stat_logger_factory(host: EngineHost):
     return EngineStats
 
 
-class EngineHost(Publishing):
+class EngineHost(Publishing, Heartbeat, ControlListener):
     def __init__(
         self,
         spec: EngineSpec,
@@ -311,8 +312,6 @@ class EngineHost(Publishing):
                 except Exception:  # noqa: BLE001 - keep watching; the next idle period tries again
                     log.exception("idle unload failed")
 
-    # --- heartbeat and aborts ---------------------------------------------------
-
     def memory(self) -> tuple[int, int]:
         if not self.is_cpu:
             try:
@@ -338,75 +337,6 @@ class EngineHost(Publishing):
             except psutil.Error:
                 self._memory_procs = None  # it ended (an unload): look again next beat
         return rss, psutil.virtual_memory().total
-
-    def heartbeat(self) -> dict[str, Any]:
-        used, total = self.memory()
-        running = self.engine_running if self.requests else 0
-        waiting = self.engine_waiting if self.requests else 0
-        state = self.state
-        if state == "ready" and self.requests:
-            state = "busy"
-        return {
-            "name": self.worker_name,
-            "model": self.spec.name,
-            "queue": self.queue,
-            "state": state,
-            "device": "cpu" if self.is_cpu else "gpu",
-            "memory_used": used,
-            "memory_total": total,
-            "running": running,
-            "waiting": waiting,
-            "in_flight": len(self.requests),
-            "requests": list(self.held),  # the web tier reaps answers a live worker no longer holds
-            "max_num_seqs": self.spec.max_num_seqs,
-            "engine_unfinished": self.engine.get_num_unfinished_requests() if self.engine is not None else 0,
-            "loads": self.loads,
-            "error": self.load_error,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-        }
-
-    async def _beat(self) -> None:
-        try:
-            beat = self.heartbeat()
-            ttl = presence.LOADING_TTL if beat["state"] == "loading" else presence.HEARTBEAT_TTL
-            await presence.beat(self._redis, self.worker_name, presence.heartbeat_payload(**beat), ttl)
-        except Exception as exc:  # noqa: BLE001 - Redis restarts: the next beat reconnects
-            log.warning("heartbeat failed: %s", exc)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await self._beat()
-            await asyncio.sleep(presence.HEARTBEAT_SECONDS)
-
-    async def _abort_listener(self) -> None:
-        while True:
-            try:
-                pubsub = self._redis.pubsub()
-                await pubsub.subscribe(presence.ABORT_CHANNEL, presence.SYNC_CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    request_id = message["data"].decode()
-                    if request_id not in self.requests:
-                        continue
-                    if message["channel"].decode() == presence.ABORT_CHANNEL:
-                        await self.abort(request_id)
-                    elif (coalescer := self.coalescers.get(request_id)) is not None:
-                        await coalescer.snapshot()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - Redis went away: resubscribe
-                log.warning("abort listener lost Redis (%s); resubscribing", exc)
-                await asyncio.sleep(0.5)
-
-    async def abort(self, request_id: str) -> None:
-        state = self.requests.get(request_id)
-        if state is None or state.aborted:
-            return
-        state.aborted = True
-        if self.engine is not None:
-            await self.engine.abort(request_id)
 
     # --- requests ----------------------------------------------------------------
 
