@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from inference_worker import presence
 
 if TYPE_CHECKING:
-    from inference_worker.engine.host import EngineSpec, RequestState
+    from inference_worker.engine.lifecycle import EngineSpec, RequestState
 
 log = logging.getLogger(__name__)
 
