@@ -4,7 +4,8 @@ Other code imports from here; the modules behind it may move.
 """
 
 from inference_worker.engine.coalescer import Coalescer
-from inference_worker.engine.host import EngineHost, RequestState
+from inference_worker.engine.generation import RequestState
+from inference_worker.engine.host import EngineHost
 from inference_worker.engine.lifecycle import EngineSpec, cpu_engine_env
 
 __all__ = ["Coalescer", "EngineHost", "EngineSpec", "RequestState", "cpu_engine_env"]

@@ -15,7 +15,7 @@ from inference_worker import presence
 
 if TYPE_CHECKING:
     from inference_worker.engine.coalescer import Coalescer
-    from inference_worker.engine.host import RequestState
+    from inference_worker.engine.generation import RequestState
 
 log = logging.getLogger(__name__)
 

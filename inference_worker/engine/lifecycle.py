@@ -18,7 +18,8 @@ import psutil
 from inference_worker.prompts import prompt_builder_for
 
 if TYPE_CHECKING:
-    from inference_worker.engine.host import EngineHost, RequestState
+    from inference_worker.engine.generation import RequestState
+    from inference_worker.engine.host import EngineHost
 
 log = logging.getLogger(__name__)
 
