@@ -65,7 +65,6 @@ class EngineHost(Lifecycle, Generating, Publishing, Heartbeat, ControlListener):
         self.load_error: str = ""
         self.loads = 0
         self.builder = None
-        self._ready: asyncio.Event | None = None
         self._load_lock: asyncio.Lock | None = None
         self._layer = None
         self._redis = None  # presence.async_client(), made on the engine loop
@@ -82,7 +81,6 @@ class EngineHost(Lifecycle, Generating, Publishing, Heartbeat, ControlListener):
     async def _startup(self) -> None:
         from channels.layers import get_channel_layer
 
-        self._ready = asyncio.Event()
         self._load_lock = asyncio.Lock()
         self._layer = get_channel_layer()
         self._redis = presence.async_client()
