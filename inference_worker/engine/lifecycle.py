@@ -94,9 +94,8 @@ class ProcessMemory:
 
 
 class Lifecycle:
-    """A mixin of EngineHost: it owns the engine and its state ("loading", "ready",
-    "unloading", "sleeping", "error"; the heartbeat shows "busy" for "ready" with requests).
-    It tells the web tier of each change through Heartbeat's _beat()."""
+    """A mixin of EngineHost: it owns the engine and the host's state, and tells the web
+    tier of each change of state through Heartbeat's _beat()."""
 
     spec: EngineSpec
     loop: asyncio.AbstractEventLoop
