@@ -367,8 +367,8 @@ def test_a_job_whose_message_was_taken_meanwhile_is_dropped_without_a_word(users
     said, events = async_to_sync(listen)()
     assert events[-1]["event"] == "done", events
     assert said == [], said
-    assert Message.objects.get(pk=behind["message_id"]).status == "done"
-    dropped = Message.objects.get(pk=taken["message_id"])
+    assert Message.objects.get(pk=behind.message_id).status == "done"
+    dropped = Message.objects.get(pk=taken.message_id)
     assert dropped.status == "failed" and dropped.content == "" and not dropped.worker
     running = presence.client().zrange(f"{PREFIX}running:{users.alice.pk}", 0, -1)
     assert running == [], running
