@@ -230,7 +230,8 @@ def health(request: HttpRequest) -> JsonResponse:
     states = {w["state"] for ws in workers.values() for w in ws}
     if checks["database"] != "ok" or checks["redis"] != "ok":
         status = "error"
-    elif states - {WorkerState.LOADING}:  # a worker that can take a request (it wakes a sleeping model)
+    elif states & {WorkerState.READY, WorkerState.BUSY, WorkerState.UNLOADING, WorkerState.SLEEPING}:
+        # a worker that can take a request (a sleeping model wakes for it)
         status = "ready"
     elif states:
         status = WorkerState.LOADING.value

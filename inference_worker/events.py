@@ -30,6 +30,7 @@ class WorkerState(StrEnum):
     BUSY = "busy"
     UNLOADING = "unloading"
     SLEEPING = "sleeping"  # the model is unloaded after idling; the next request loads it
+    ERROR = "error"  # the model could not be loaded (the heartbeat says why)
 
 
 SERVING = frozenset({WorkerState.READY, WorkerState.BUSY})  # the engine is loaded and takes requests

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from inference_worker import presence
+from inference_worker.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class Coalescer:
                 self.timer = None
             if not (self.content or self.reasoning):
                 return
-            event: dict[str, Any] = {"event": "delta", "seq": self.seq}
+            event: dict[str, Any] = {"event": Event.DELTA, "seq": self.seq}
             if self.content:
                 event["content"] = self.content
             if self.reasoning:
@@ -93,7 +94,12 @@ class Coalescer:
             await self.led()
             await self.host.reply(
                 self.request_id,
-                {"event": "snapshot", "seq": self.seq, "content": self.sent_content, "reasoning": self.sent_reasoning},
+                {
+                    "event": Event.SNAPSHOT,
+                    "seq": self.seq,
+                    "content": self.sent_content,
+                    "reasoning": self.sent_reasoning,
+                },
             )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference_worker import presence
 from inference_worker.engine.coalescer import Coalescer
+from inference_worker.events import SERVING, Event, WorkerState
 from inference_worker.jobs import Generation
 from inference_worker.prompts import PromptTooLong
 
@@ -149,20 +150,20 @@ class Generating:
         try:
             if await self._stopped_before_start(rid):
                 return self._stopped(state)
-            if self.state not in ("ready", "busy"):
+            if self.state not in SERVING:
                 if not await self._won(claimed):  # say nothing about a message that is not ours
                     return self._dropped(state)
                 await self.reply(
                     rid,
                     {
-                        "event": "status",
-                        "state": "loading",
+                        "event": Event.STATUS,
+                        "state": WorkerState.LOADING,
                         "worker": self.worker_name,
                         "message": f"Loading {self.spec.name}; your answer starts when it is ready.",
                     },
                 )
                 await self._load()
-                if self.state not in ("ready", "busy"):
+                if self.state not in SERVING:
                     raise RuntimeError(f"the model could not be loaded ({self.load_error})")
                 if state.aborted or await self._stopped_before_start(rid):  # stopped while it loaded
                     return self._stopped(state)
@@ -180,7 +181,7 @@ class Generating:
             except PromptTooLong as exc:
                 state.status, state.error, state.error_code = "failed", str(exc), "context_length_exceeded"
                 state.final_event = {
-                    "event": "error",
+                    "event": Event.ERROR,
                     "message": str(exc),
                     "code": state.error_code,
                     "prompt_tokens": exc.tokens,
@@ -195,7 +196,7 @@ class Generating:
             state.status = "streaming"
             self.coalescers[rid].lead(
                 {
-                    "event": "start",
+                    "event": Event.START,
                     "worker": self.worker_name,
                     "model": self.spec.name,
                     "queue_wait_ms": max(0.0, (state.started_at - state.enqueued_at) * 1000),
@@ -210,7 +211,7 @@ class Generating:
             state.status = "failed"
             state.error = f"The model failed while answering ({exc.__class__.__name__}: {exc}). Retry, or ask an admin."
             state.error_code = "engine_error"
-            state.final_event = {"event": "error", "message": state.error, "code": state.error_code}
+            state.final_event = {"event": Event.ERROR, "message": state.error, "code": state.error_code}
             return state
         finally:
             state.finished_at = state.finished_at or time.time()
@@ -229,7 +230,7 @@ class Generating:
     def _stopped(self, state: RequestState) -> RequestState:
         """A request stopped before the engine had it: nothing written, nothing to abort."""
         state.status, state.finish_reason = "stopped", "abort"
-        state.final_event = {"event": "done", "status": "stopped", "finish_reason": "abort", **self._usage(state)}
+        state.final_event = {"event": Event.DONE, "status": "stopped", "finish_reason": "abort", **self._usage(state)}
         return state
 
     async def _stream(self, prompt, sampling, state: RequestState) -> None:
@@ -269,7 +270,7 @@ class Generating:
         else:
             state.status, state.finish_reason = "done", finish_reason or "stop"
         state.final_event = {
-            "event": "done",
+            "event": Event.DONE,
             "status": state.status,
             "finish_reason": state.finish_reason,
             "deltas": coalescer.seq,  # how many were sent: a reader that got fewer lost some

@@ -13,6 +13,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from inference_worker import presence
+from inference_worker.events import WorkerState
 
 if TYPE_CHECKING:
     from inference_worker.engine.lifecycle import EngineSpec, RequestState
@@ -42,8 +43,8 @@ class Heartbeat:
         running = self.engine_running if self.requests else 0
         waiting = self.engine_waiting if self.requests else 0
         state = self.state
-        if state == "ready" and self.requests:
-            state = "busy"
+        if state == WorkerState.READY and self.requests:
+            state = WorkerState.BUSY
         return {
             "name": self.worker_name,
             "model": self.spec.name,
@@ -67,7 +68,7 @@ class Heartbeat:
     async def _beat(self) -> None:
         try:
             beat = self.heartbeat()
-            ttl = presence.LOADING_TTL if beat["state"] == "loading" else presence.HEARTBEAT_TTL
+            ttl = presence.LOADING_TTL if beat["state"] == WorkerState.LOADING else presence.HEARTBEAT_TTL
             await presence.beat(self._redis, self.worker_name, presence.heartbeat_payload(**beat), ttl)
         except Exception as exc:  # noqa: BLE001 - Redis restarts: the next beat reconnects
             log.warning("heartbeat failed: %s", exc)

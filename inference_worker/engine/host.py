@@ -24,6 +24,7 @@ from inference_worker.engine.control import ControlListener
 from inference_worker.engine.generation import Generating, RequestState
 from inference_worker.engine.heartbeat import Heartbeat
 from inference_worker.engine.lifecycle import EngineSpec, Lifecycle, ProcessMemory
+from inference_worker.events import WorkerState
 
 
 class EngineHost(Lifecycle, Generating, Publishing, Heartbeat, ControlListener):
@@ -51,7 +52,7 @@ class EngineHost(Lifecycle, Generating, Publishing, Heartbeat, ControlListener):
         self.thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
         self.engine = None
         self._process_memory = ProcessMemory()
-        self.state = "loading"
+        self.state = WorkerState.LOADING
         self.is_cpu = True
         self.requests: dict[str, RequestState] = {}
         # Request ids from submit() until finish(): through the outcome's storing, which
@@ -111,9 +112,9 @@ class EngineHost(Lifecycle, Generating, Publishing, Heartbeat, ControlListener):
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.state in ("ready", "busy", "unloading", "sleeping"):
-                return True
-            if self.state == "error":
+            if self.state == WorkerState.ERROR:
                 return False
+            if self.state != WorkerState.LOADING:
+                return True
             time.sleep(0.1)
         return False

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from inference_worker.events import SERVING, WorkerState
 from inference_worker.prompts import prompt_builder_for
 
 if TYPE_CHECKING:
@@ -150,25 +151,25 @@ class Lifecycle:
     async def _load(self) -> None:
         """Load the engine, or wake it from sleep (GPU)."""
         async with self._load_lock:
-            if self.state in ("ready", "busy"):
+            if self.state in SERVING:
                 return
             started = time.monotonic()
-            if self.engine is not None and self.state == "sleeping":
-                self.state = "loading"
+            if self.engine is not None and self.state == WorkerState.SLEEPING:
+                self.state = WorkerState.LOADING
                 await self.engine.wake_up()
             else:
-                self.state = "loading"
+                self.state = WorkerState.LOADING
                 await self._beat()
                 try:
                     self.engine = await self.loop.run_in_executor(None, self._build_engine)
                 except Exception as exc:  # noqa: BLE001 - reported through the heartbeat
                     log.exception("engine failed to load")
-                    self.state = "error"
+                    self.state = WorkerState.ERROR
                     self.load_error = f"{exc.__class__.__name__}: {exc}"
                     await self._beat()
                     return
             self.loads += 1
-            self.state = "ready"
+            self.state = WorkerState.READY
             self.last_activity = time.monotonic()
             log.info("engine %s ready in %.1f s", self.spec.name, time.monotonic() - started)
             await self._beat()
@@ -177,12 +178,12 @@ class Lifecycle:
         async with self._load_lock:
             if self.engine is None:
                 return
-            if not final and (self.requests or self.state != "ready"):
+            if not final and (self.requests or self.state != WorkerState.READY):
                 return  # a request came in while the lock was awaited: stay loaded
             # Not "ready" from here on: a request arriving during the unload (an engine
             # shutdown takes seconds) waits for the lock in _load and reloads, instead of
             # finding the engine gone under it.
-            self.state = "unloading"
+            self.state = WorkerState.UNLOADING
             await self._beat()
             try:
                 if not final and not self.is_cpu:
@@ -192,11 +193,11 @@ class Lifecycle:
                     await self.loop.run_in_executor(None, engine.shutdown)
             except Exception:  # noqa: BLE001 - a failed sleep leaves the engine awake and usable
                 log.exception("unloading %s failed", self.spec.name)
-                self.state = "ready" if self.engine is not None else "sleeping"
+                self.state = WorkerState.READY if self.engine is not None else WorkerState.SLEEPING
                 self.last_activity = time.monotonic()
                 await self._beat()
                 return
-            self.state = "sleeping"
+            self.state = WorkerState.SLEEPING
             log.info("engine %s unloaded after %.0f s idle", self.spec.name, self.idle_seconds)
             await self._beat()
 
@@ -204,7 +205,7 @@ class Lifecycle:
         while True:
             await asyncio.sleep(min(1.0, max(self.idle_seconds / 4, 0.1)))
             idle = time.monotonic() - self.last_activity
-            if self.state == "ready" and not self.requests and idle >= self.idle_seconds:
+            if self.state == WorkerState.READY and not self.requests and idle >= self.idle_seconds:
                 try:
                     await self._unload()
                 except Exception:  # noqa: BLE001 - keep watching; the next idle period tries again
