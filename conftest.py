@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,16 +165,16 @@ def test_environment(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def live_daphne(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveServer]:
-    """A real daphne serving chatweb.asgi on a free port, on the test database."""
+@contextmanager
+def daphne_server(log: Path, **env: str) -> Iterator[LiveServer]:
+    """A real daphne serving chatweb.asgi on a free port, on the test database; `env`
+    adds to the test environment (settings a test needs the server to start with)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
             cwd=ROOT,
-            env=test_environment(),
+            env=test_environment(**env),
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
@@ -184,10 +185,19 @@ def live_daphne(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterato
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", port)) == 0
 
-    wait_for(up, 30, "daphne")
-    yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", proc, log)
-    proc.terminate()
-    proc.wait(10)
+    try:
+        wait_for(up, 30, "daphne")
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", proc, log)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def live_daphne(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveServer]:
+    """A real daphne serving chatweb.asgi on a free port, on the test database."""
+    with daphne_server(tmp_path_factory.mktemp("daphne") / "daphne.log") as server:
+        yield server
 
 
 CHROMIUM_ARGS = [
