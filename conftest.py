@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +23,7 @@ from chatweb.testing.support import (  # noqa: F401 - tests import these from he
     ROOT,
     LiveServer,
     RedisServer,
+    daphne_server,
     free_port,
     test_database_url,
     test_environment,
@@ -83,27 +81,8 @@ def users(db) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def live_daphne(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveServer]:
     """A real daphne serving chatweb.asgi on a free port, on the test database."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
-            cwd=ROOT,
-            env=test_environment(),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"daphne exited:\n{log.read_text()}")
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(up, 30, "daphne")
-    yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", proc, log)
-    proc.terminate()
-    proc.wait(10)
+    with daphne_server(tmp_path_factory.mktemp("daphne") / "daphne.log") as server:
+        yield server
 
 
 CHROMIUM_ARGS = [

@@ -14,6 +14,7 @@ PENDING_ALLOWED_PREFIXES = (
     "/accounts/logout/",
     "/accounts/password/change/",
     "/static/",
+    "/jsi18n/",  # the scripts' words, which every page loads
     "/health",
 )
 

@@ -162,6 +162,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "chatweb.content_policy.PagePolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # after sessions, before common (Django's docs)
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -267,6 +268,11 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
+# The languages a browser may ask for (Accept-Language or the language cookie); zh-CN,
+# zh-SG map to zh-hans and zh-TW, zh-HK to zh-hant.
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文"), ("zh-hant", "繁體中文")]
+# Our own catalogs (the pages' and their scripts'); makemessages writes to the first.
+LOCALE_PATHS = envlist("CHATWEB_LOCALE_PATHS", [str(BASE_DIR / "locale")])
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -1,5 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils import timezone, translation
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import condition
+from django.views.i18n import JavaScriptCatalog
 
 from conversations import api, views
 
@@ -10,6 +14,16 @@ admin.site.site_title = "chatweb admin"
 handler400 = "conversations.api.bad_request"
 handler404 = "conversations.api.not_found"
 handler500 = "conversations.api.server_error"
+
+# The scripts' words (gettext, ngettext, interpolate) in the reader's language. They change
+# only when the code does, that is with a restart: a browser keeps the catalog and asks
+# each time whether it is still good (no-cache), and gets a 304 unless the server restarted
+# or the reader's language changed (the ETag names both; Last-Modified as Django's docs do).
+_STARTED = timezone.now()
+javascript_catalog = condition(
+    etag_func=lambda request: f"{int(_STARTED.timestamp())}-{translation.get_language()}",
+    last_modified_func=lambda request: _STARTED,
+)(cache_control(no_cache=True)(JavaScriptCatalog.as_view()))
 
 urlpatterns = [
     path("", views.chat, name="chat"),
@@ -23,6 +37,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/export.json", views.conversation_export, {"fmt": "json"}, name="export_json"),
     path("models/status", views.model_status, name="model_status"),
     path("health", views.health, name="health"),
+    path("jsi18n/", javascript_catalog, name="javascript_catalog"),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

@@ -17,6 +17,8 @@ quiet_pip() { "$VENV/bin/pip" "$@" 2> >(grep -v "is ignored: it is neither a fil
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v chromium >/dev/null || need_apt+=(chromium)
+# GNU gettext: makemessages / compilemessages, and the test that serves a translation.
+command -v msgfmt >/dev/null || need_apt+=(gettext)
 # Only to validate docker-compose.yml in the tests where Docker's compose plugin is absent.
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 if ((${#need_apt[@]})); then

@@ -11,7 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -127,3 +130,31 @@ def test_environment(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@contextmanager
+def daphne_server(log: Path, **env: str) -> Iterator[LiveServer]:
+    """A real daphne serving chatweb.asgi on a free port, on the test database; `env`
+    adds to the test environment (settings a test needs the server to start with)."""
+    port = free_port()
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
+            cwd=ROOT,
+            env=test_environment(**env),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daphne exited:\n{log.read_text()}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(up, 30, "daphne")
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", proc, log)
+    finally:
+        proc.terminate()
+        proc.wait(10)

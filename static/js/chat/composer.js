@@ -1,6 +1,7 @@
 // The composer: Enter sends (Shift+Enter is a new line), Stop stops; the first
 // message of a new chat creates the conversation and opens its socket first.
 import { postJSON } from "../http.js";
+import { _ } from "../i18n.js";
 import { $, say } from "./dom.js";
 import { sidebar, updateExports } from "./header.js";
 import { fillModels, fillParams, modelChoice, readParams } from "./settings.js";
@@ -37,7 +38,7 @@ async function createConversation() {
   const opening = connect();
   await new Promise((resolve, reject) => {
     opening.addEventListener("ready", resolve, { once: true });
-    opening.addEventListener("close", () => reject(new Error("Could not connect; try again.")), { once: true });
+    opening.addEventListener("close", () => reject(new Error(_("Could not connect; try again."))), { once: true });
   });
 }
 

@@ -1,5 +1,6 @@
 // What the server says on the socket, applied to the tree and the views: an answer
 // queued, resumed after a reload, streamed, finished or failed.
+import { _, fmt, ngettext } from "../i18n.js";
 import { $, say } from "./dom.js";
 import { setTitle, updateExports } from "./header.js";
 import { busy, drawMessage, renderBranch, scrollDown, statusLine, viewOf } from "./messages.js";
@@ -39,7 +40,10 @@ export function handle(event) {
     case EVENT.QUEUE: {
       state.queueAhead = event.ahead;
       const view = viewOf(event.message_id);
-      view?.setStatus(event.ahead ? `Waiting in the queue: ${event.ahead} ahead of you…` : "Next in the queue…", "muted");
+      const text = event.ahead
+        ? fmt(ngettext("Waiting in the queue: %(count)s ahead of you…", "Waiting in the queue: %(count)s ahead of you…", event.ahead), { count: event.ahead })
+        : _("Next in the queue…");
+      view?.setStatus(text, "muted");
       renderStatus();
       break;
     }
@@ -55,7 +59,7 @@ export function handle(event) {
       state.current = { requestId: event.request_id, messageId: event.message_id };
       state.leaf = event.message_id;
       renderBranch();
-      viewOf(event.message_id)?.setStatus("Writing…", "muted");
+      viewOf(event.message_id)?.setStatus(_("Writing…"), "muted");
       busy(true);
       break;
     }
@@ -66,7 +70,7 @@ export function handle(event) {
       state.queueAhead = null;
       const message = messages.get(event.message_id);
       if (message) message.status = "streaming";
-      viewOf(event.message_id)?.setStatus("Writing…", "muted");
+      viewOf(event.message_id)?.setStatus(_("Writing…"), "muted");
       renderStatus();
       break;
     }

@@ -1,6 +1,7 @@
 // The branch on screen: one view per message, redrawn from the tree, with ‹ 1/2 ›
 // switches where a message has siblings, and each message's actions (edit and
 // resend a question; copy, regenerate or retry an answer).
+import { _, fmt } from "../i18n.js";
 import { StreamingMarkdown, highlightIn } from "../markdown.js";
 import { $, el } from "./dom.js";
 import { updateExports } from "./header.js";
@@ -16,7 +17,7 @@ const views = new Map(); // id -> view of a message on screen
 export const viewOf = (id) => views.get(id);
 
 function messageView(message) {
-  const thinking = el("details", { className: "thinking", hidden: true }, el("summary", { textContent: "Thinking" }));
+  const thinking = el("details", { className: "thinking", hidden: true }, el("summary", { textContent: _("Thinking") }));
   const reasoningBox = el("div", { className: "reasoning", dataset: { testid: "reasoning" } });
   thinking.append(reasoningBox);
   const body = el("div", { className: "content", dataset: { testid: "content" } });
@@ -63,13 +64,13 @@ function siblingSwitch(message) {
   return el(
     "span",
     { className: "siblings", dataset: { testid: "siblings" } },
-    el("button", { type: "button", className: "icon", textContent: "‹", title: "Previous version", disabled: index === 0, onclick: () => go(-1) }),
+    el("button", { type: "button", className: "icon", textContent: "‹", title: _("Previous version"), disabled: index === 0, onclick: () => go(-1) }),
     el("span", { textContent: `${index + 1}/${siblings.length}` }),
     el("button", {
       type: "button",
       className: "icon",
       textContent: "›",
-      title: "Next version",
+      title: _("Next version"),
       disabled: index === siblings.length - 1,
       onclick: () => go(1),
     }),
@@ -86,22 +87,22 @@ function showActions(message, view) {
   if (sw) view.actions.append(sw);
   if (state.current && state.current.messageId === message.id) return;
   if (message.role === "user") {
-    view.actions.append(action("Edit", "edit", () => startEdit(message, view)));
+    view.actions.append(action(_("Edit"), "edit", () => startEdit(message, view)));
   } else {
-    view.actions.append(action("Copy", "copy", () => navigator.clipboard?.writeText(message.content)));
-    const label = message.status === "failed" ? "Retry" : "Regenerate";
-    view.actions.append(action(label, label.toLowerCase(), () => regenerate(message)));
+    view.actions.append(action(_("Copy"), "copy", () => navigator.clipboard?.writeText(message.content)));
+    const [label, testid] = message.status === "failed" ? [_("Retry"), "retry"] : [_("Regenerate"), "regenerate"];
+    view.actions.append(action(label, testid, () => regenerate(message)));
   }
 }
 
 export function statusLine(message) {
-  if (message.status === "failed") return [message.error || "This answer failed.", "error"];
-  if (message.status === "stopped") return ["Stopped.", "muted"];
-  if (message.status === "queued") return ["Queued…", "muted"];
-  if (message.status === "streaming") return ["Writing…", "muted"];
+  if (message.status === "failed") return [message.error || _("This answer failed."), "error"];
+  if (message.status === "stopped") return [_("Stopped."), "muted"];
+  if (message.status === "queued") return [_("Queued…"), "muted"];
+  if (message.status === "streaming") return [_("Writing…"), "muted"];
   if (message.role === "assistant" && message.status === "done") {
-    const tps = message.tokens_per_second ? ` · ${message.tokens_per_second.toFixed(1)} tok/s` : "";
-    return [`Done${tps}`, "muted"];
+    const tps = message.tokens_per_second;
+    return [tps ? fmt(_("Done · %(speed)s tok/s"), { speed: tps.toFixed(1) }) : _("Done"), "muted"];
   }
   return ["", ""];
 }
@@ -157,8 +158,8 @@ export function busy(on) {
 function startEdit(message, view) {
   if (state.current) return;
   const box = el("textarea", { value: message.content, rows: 3, dataset: { testid: "edit-input" } });
-  const save = el("button", { type: "submit", textContent: "Save and send", dataset: { testid: "edit-send" } });
-  const cancel = el("button", { type: "button", className: "secondary", textContent: "Cancel", onclick: () => renderBranch() });
+  const save = el("button", { type: "submit", textContent: _("Save and send"), dataset: { testid: "edit-send" } });
+  const cancel = el("button", { type: "button", className: "secondary", textContent: _("Cancel"), onclick: () => renderBranch() });
   const editor = el("form", { className: "editor" }, box, el("div", { className: "editor-actions" }, save, cancel));
   editor.addEventListener("submit", (event) => {
     event.preventDefault();

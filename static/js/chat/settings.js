@@ -1,6 +1,7 @@
 // The model picker and the parameters panel: a new chat keeps its choices until the
 // first message creates it; an existing one saves them at once.
 import { postJSON } from "../http.js";
+import { _, fmt } from "../i18n.js";
 import { $, el, say } from "./dom.js";
 import { modelInfo, state } from "./state.js";
 
@@ -26,23 +27,25 @@ export function fillModels() {
   const { conversation, choices } = state;
   const selected = conversation ? conversation.model : modelSelect.value;
   modelSelect.replaceChildren();
-  const group = el("optgroup", { label: "Models" });
+  const group = el("optgroup", { label: _("Models") });
   for (const m of choices.models) {
-    const label = `${m.display_name}${m.description ? ` — ${m.description}` : ""}${m.available ? "" : ` (unavailable: ${m.reason})`}`;
+    const name = m.description ? `${m.display_name} — ${m.description}` : m.display_name;
+    const label = m.available ? name : fmt(_("%(name)s (unavailable: %(reason)s)"), { name, reason: m.reason });
     group.append(el("option", { value: m.name, textContent: label, disabled: !m.available && m.name !== selected }));
   }
   modelSelect.append(group);
   if (!conversation && choices.presets.length) {
-    const presets = el("optgroup", { label: "Presets" });
+    const presets = el("optgroup", { label: _("Presets") });
     for (const p of choices.presets) {
       const m = modelInfo(p.model);
-      const label = `${p.name}${p.description ? ` — ${p.description}` : ""}${m && !m.available ? " (unavailable)" : ""}`;
+      const name = p.description ? `${p.name} — ${p.description}` : p.name;
+      const label = m && !m.available ? fmt(_("%(name)s (unavailable)"), { name }) : name;
       presets.append(el("option", { value: `preset:${p.id}`, textContent: label, disabled: m ? !m.available : true }));
     }
     modelSelect.append(presets);
   }
   if (!choices.models.length) {
-    modelSelect.append(el("option", { value: "", textContent: "No model is configured", disabled: true, selected: true }));
+    modelSelect.append(el("option", { value: "", textContent: _("No model is configured"), disabled: true, selected: true }));
   }
   const options = [...modelSelect.options];
   const keep = options.find((o) => o.value === selected) ?? options.find((o) => !o.disabled);
@@ -82,7 +85,7 @@ export function fillParams() {
   }
   paramsForm.elements.system_prompt.value = state.conversation?.system_prompt ?? "";
   for (const node of paramsForm.querySelectorAll("[data-harmony-only]")) node.hidden = !model?.harmony;
-  paramsNote.textContent = model ? `Empty fields use ${model.display_name}'s defaults.` : "";
+  paramsNote.textContent = model ? fmt(_("Empty fields use %(model)s's defaults."), { model: model.display_name }) : "";
 }
 
 export function readParams() {
@@ -102,13 +105,13 @@ paramsForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const { params, system_prompt } = readParams();
   if (!state.conversation) {
-    paramsNote.textContent = "Kept for this new chat; saved when you send the first message.";
+    paramsNote.textContent = _("Kept for this new chat; saved when you send the first message.");
     return;
   }
   try {
     const saved = await postJSON(`/c/${state.conversation.id}/settings`, { params, system_prompt });
     state.conversation = { ...state.conversation, ...saved };
-    paramsNote.textContent = "Saved for this conversation.";
+    paramsNote.textContent = _("Saved for this conversation.");
   } catch (error) {
     paramsNote.textContent = error.message;
   }

@@ -1,4 +1,5 @@
 // The conversation's websocket: connect, reconnect with a growing wait, send one turn at a time.
+import { _, fmt } from "../i18n.js";
 import { say, sayingMuted } from "./dom.js";
 import { CLOSE, FRAME } from "./protocol.js";
 import { state } from "./state.js";
@@ -26,12 +27,12 @@ export function connect() {
   opening.addEventListener("message", (event) => onEvent(JSON.parse(event.data)));
   opening.addEventListener("close", (event) => {
     if (Object.values(CLOSE).includes(event.code)) {
-      say(event.code === CLOSE.NOT_FOUND ? "This conversation does not exist." : "You are signed out or not approved.");
+      say(event.code === CLOSE.NOT_FOUND ? _("This conversation does not exist.") : _("You are signed out or not approved."));
       return;
     }
     retry += 1;
     const wait = Math.min(10_000, 500 * 2 ** retry);
-    say(`Connection lost; reconnecting in ${Math.round(wait / 1000)} s…`, "muted");
+    say(fmt(_("Connection lost; reconnecting in %(seconds)s s…"), { seconds: Math.round(wait / 1000) }), "muted");
     setTimeout(connect, wait);
   });
   return opening;
@@ -39,7 +40,7 @@ export function connect() {
 
 export function send(frame) {
   if (!socket || socket.readyState !== WebSocket.OPEN) {
-    say("Not connected yet; try again in a moment.");
+    say(_("Not connected yet; try again in a moment."));
     return false;
   }
   if (frame.type !== FRAME.STOP) {

@@ -1,27 +1,56 @@
 // The status bar: the model's state (or the queue ahead), its memory, the
 // conversation's tokens and the last answer's speed; the models' state polled.
 import { getJSON } from "../http.js";
+import { _, fmt, ngettext } from "../i18n.js";
 import { $, fmtBytes } from "./dom.js";
 import { currentModelName, refillModels } from "./settings.js";
 import { modelInfo, state } from "./state.js";
 
 const bar = { model: $("sb-model"), memory: $("sb-memory"), tokens: $("sb-tokens"), speed: $("sb-speed") };
 
+// The workers' state names, as a person reads them (a name not listed here is shown as sent).
+const STATES = {
+  ready: _("ready"),
+  busy: _("busy"),
+  loading: _("loading"),
+  sleeping: _("sleeping"),
+  unloading: _("unloading"),
+  offline: _("offline"),
+  unknown: _("unknown"),
+};
+
+function modelText(model, queueAhead) {
+  const name = model.display_name;
+  if (!model.available) return fmt(_("%(model)s: %(reason)s"), { model: name, reason: model.reason });
+  if (queueAhead != null) {
+    const text = ngettext("%(model)s: in the queue, %(count)s ahead", "%(model)s: in the queue, %(count)s ahead", queueAhead);
+    return fmt(text, { model: name, count: queueAhead });
+  }
+  const values = { model: name, state: STATES[model.state] ?? model.state, count: model.waiting };
+  if (!model.waiting) return fmt(_("%(model)s: %(state)s"), values);
+  return fmt(ngettext("%(model)s: %(state)s, %(count)s waiting", "%(model)s: %(state)s, %(count)s waiting", model.waiting), values);
+}
+
 export function renderStatus() {
   const model = modelInfo(currentModelName());
-  const { queueAhead, lastSpeed } = state;
-  let text;
-  if (!model) text = "No model";
-  else if (!model.available) text = `${model.display_name}: ${model.reason}`;
-  else if (queueAhead != null) text = `${model.display_name}: in the queue, ${queueAhead} ahead`;
-  else text = `${model.display_name}: ${model.state}${model.waiting ? `, ${model.waiting} waiting` : ""}`;
-  bar.model.textContent = text;
-  bar.memory.textContent = model?.memory_total ? `Memory ${fmtBytes(model.memory_used)} / ${fmtBytes(model.memory_total)}` : "";
+  const { lastSpeed } = state;
+  bar.model.textContent = model ? modelText(model, state.queueAhead) : _("No model");
+  bar.memory.textContent = model?.memory_total
+    ? fmt(_("Memory %(used)s / %(total)s"), { used: fmtBytes(model.memory_used), total: fmtBytes(model.memory_total) })
+    : "";
   const totals = state.conversation?.totals;
-  bar.tokens.textContent = totals ? `Tokens in ${totals.prompt_tokens.toLocaleString()} · out ${totals.completion_tokens.toLocaleString()}` : "";
+  bar.tokens.textContent = totals
+    ? fmt(_("Tokens in %(prompt)s · out %(completion)s"), {
+        prompt: totals.prompt_tokens.toLocaleString(),
+        completion: totals.completion_tokens.toLocaleString(),
+      })
+    : "";
   bar.speed.textContent =
     lastSpeed && lastSpeed.ttft != null
-      ? `Last answer: first token ${Math.round(lastSpeed.ttft)} ms · ${lastSpeed.tps ? lastSpeed.tps.toFixed(1) : "?"} tok/s`
+      ? fmt(_("Last answer: first token %(ms)s ms · %(speed)s tok/s"), {
+          ms: Math.round(lastSpeed.ttft),
+          speed: lastSpeed.tps ? lastSpeed.tps.toFixed(1) : "?",
+        })
       : "";
 }
 
