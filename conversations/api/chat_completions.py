@@ -41,7 +41,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import SiteSettings, touch_last_active
 from accounts.services import api_key_find
-from conversations import admission, protocol, services
+from conversations import admission, services
+from conversations.api import protocol
 from conversations.follower import (
     LOST,
     RESYNC_SECONDS,
