@@ -1,18 +1,35 @@
-"""The OpenAI chat-completions request, validated strictly (vLLM's protocol.py is the model).
+"""The API's wire shapes, as pydantic models (vLLM's entrypoints/openai/protocol.py is the model).
 
-Unknown fields are ignored, as OpenAI's own server does with ones it does not know;
-known fields with bad values are refused with the field named in `param`.
+Requests are validated strictly: unknown fields are ignored, as OpenAI's own server does
+with ones it does not know; known fields with bad values are refused with the field
+named in `param`. Every response body and every server-sent event is one of the
+response models below, dumped to JSON (UTF-8, not ASCII-escaped).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from django.http import HttpResponse
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from inference_worker.jobs import HistoryMessage, Integer, Sampling
 
-__all__ = ["ChatCompletionRequest", "ValidationError", "first_error"]
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChunkEncoder",
+    "ErrorResponse",
+    "ModelCard",
+    "ModelList",
+    "Usage",
+    "ValidationError",
+    "first_error",
+    "json_response",
+]
+
+# --- requests -------------------------------------------------------------------------
 
 
 class TextPart(BaseModel):
@@ -87,3 +104,153 @@ def first_error(exc: ValidationError) -> tuple[str, str | None]:
     if where is None and ": " in message:  # a whole-request check names its field first
         where, message = message.split(": ", 1)
     return f"Invalid value for '{where}': {message}.", where
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+def omitted() -> Any:
+    """A field left out of the JSON while it is None (OpenAI's shapes omit such fields)."""
+    return Field(default=None, exclude_if=_absent)
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "chatweb"
+    max_model_len: int
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    completion_tokens_details: CompletionTokensDetails = Field(default_factory=CompletionTokensDetails)
+
+    @classmethod
+    def of(cls, counts: dict | None) -> Usage:
+        """From the worker's counts (an end event's `usage`)."""
+        counts = counts or {}
+        prompt, completion = counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0)
+        details = CompletionTokensDetails(reasoning_tokens=counts.get("reasoning_tokens", 0))
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            completion_tokens_details=details,
+        )
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class AssistantMessage(BaseModel):
+    """The answer; its reasoning only for those who may see it (twice: vLLM's and OpenRouter's names)."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+    reasoning_content: str | None = omitted()
+    reasoning: str | None = omitted()
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: FinishReason
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = omitted()
+    reasoning_content: str | None = omitted()
+    reasoning: str | None = omitted()
+    content: str | None = omitted()
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: DeltaMessage
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = omitted()  # only in the last chunk, when stream_options.include_usage
+
+
+_DELTA = TypeAdapter(DeltaMessage)  # dumps straight to bytes: no str to encode per token
+
+
+def sse(body: BaseModel) -> bytes:
+    """One server-sent event carrying a model."""
+    return b"data: " + body.model_dump_json().encode() + b"\n\n"
+
+
+class ChunkEncoder:
+    """The chunks of one streamed completion as server-sent events.
+
+    Only the delta differs from one content chunk to the next: the rest of the chunk is
+    dumped once, from the models above, and each delta is spliced into it (per token, on
+    the event loop: the streaming hot path)."""
+
+    def __init__(self, id: str, created: int, model: str) -> None:
+        self.template = ChatCompletionChunk(id=id, created=created, model=model, choices=[])
+        empty = sse(self.template.model_copy(update={"choices": [ChunkChoice(delta=DeltaMessage())]}))
+        # The id and the model's name before the delta are JSON strings, whose quotes are
+        # escaped: neither can hold this marker.
+        prefix, _, self.suffix = empty.rpartition(b'"delta":{}')
+        self.prefix = prefix + b'"delta":'
+
+    def delta(self, delta: DeltaMessage) -> bytes:
+        return self.prefix + _DELTA.dump_json(delta) + self.suffix
+
+    def finish(self, reason: FinishReason) -> bytes:
+        return sse(
+            self.template.model_copy(update={"choices": [ChunkChoice(delta=DeltaMessage(), finish_reason=reason)]})
+        )
+
+    def usage(self, usage: Usage) -> bytes:
+        return sse(self.template.model_copy(update={"usage": usage}))
+
+
+def json_response(body: BaseModel, status: int = 200) -> HttpResponse:
+    return HttpResponse(body.model_dump_json(), status=status, content_type="application/json")
