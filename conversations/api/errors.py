@@ -7,7 +7,7 @@ Django's own errors under /api/ (handler400 / 404 / 500 in chatweb/urls.py) use 
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
 from conversations.api.protocol import ErrorInfo, ErrorResponse, json_response, sse
@@ -44,7 +44,7 @@ class ApiError(Exception):
             error=ErrorInfo(message=message, type=type or ERROR_TYPES.get(status, "api_error"), param=param, code=code)
         )
 
-    def response(self) -> HttpResponse:
+    def response(self) -> JsonResponse:
         response = json_response(self.body, status=self.status)
         if self.retry_after is not None:
             response["Retry-After"] = str(self.retry_after)

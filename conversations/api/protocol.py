@@ -3,15 +3,17 @@
 Requests are validated strictly: unknown fields are ignored, as OpenAI's own server does
 with ones it does not know; known fields with bad values are refused with the field
 named in `param`. Every response body and every server-sent event is one of the
-response models below, dumped to JSON (UTF-8, not ASCII-escaped).
+response models below, dumped to JSON with json.dumps' separators, as the API has
+always written it (clients may match its text).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from django.http import HttpResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from django.http import JsonResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inference_worker.jobs import HistoryMessage, Integer, Sampling
 
@@ -217,12 +219,9 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = omitted()  # only in the last chunk, when stream_options.include_usage
 
 
-_DELTA = TypeAdapter(DeltaMessage)  # dumps straight to bytes: no str to encode per token
-
-
-def sse(body: BaseModel) -> bytes:
+def sse(body: BaseModel, *, ensure_ascii: bool = True) -> bytes:
     """One server-sent event carrying a model."""
-    return b"data: " + body.model_dump_json().encode() + b"\n\n"
+    return f"data: {json.dumps(body.model_dump(), ensure_ascii=ensure_ascii)}\n\n".encode()
 
 
 class ChunkEncoder:
@@ -234,23 +233,22 @@ class ChunkEncoder:
 
     def __init__(self, id: str, created: int, model: str) -> None:
         self.template = ChatCompletionChunk(id=id, created=created, model=model, choices=[])
-        empty = sse(self.template.model_copy(update={"choices": [ChunkChoice(delta=DeltaMessage())]}))
+        empty = self.finish(None)
         # The id and the model's name before the delta are JSON strings, whose quotes are
         # escaped: neither can hold this marker.
-        prefix, _, self.suffix = empty.rpartition(b'"delta":{}')
-        self.prefix = prefix + b'"delta":'
+        prefix, _, self.suffix = empty.rpartition(b'"delta": {}')
+        self.prefix = prefix + b'"delta": '
 
     def delta(self, delta: DeltaMessage) -> bytes:
-        return self.prefix + _DELTA.dump_json(delta) + self.suffix
+        return self.prefix + json.dumps(delta.model_dump(), ensure_ascii=False).encode() + self.suffix
 
-    def finish(self, reason: FinishReason) -> bytes:
-        return sse(
-            self.template.model_copy(update={"choices": [ChunkChoice(delta=DeltaMessage(), finish_reason=reason)]})
-        )
+    def finish(self, reason: FinishReason | None) -> bytes:
+        choice = ChunkChoice(delta=DeltaMessage(), finish_reason=reason)
+        return sse(self.template.model_copy(update={"choices": [choice]}), ensure_ascii=False)
 
     def usage(self, usage: Usage) -> bytes:
         return sse(self.template.model_copy(update={"usage": usage}))
 
 
-def json_response(body: BaseModel, status: int = 200) -> HttpResponse:
-    return HttpResponse(body.model_dump_json(), status=status, content_type="application/json")
+def json_response(body: BaseModel, status: int = 200) -> JsonResponse:
+    return JsonResponse(body.model_dump(), status=status)
