@@ -28,7 +28,7 @@ class ApprovalMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
             # The API checks approval itself and answers in its own error shape
-            # (conversations/api.py); daphne serves it without this middleware anyway.
+            # (conversations/api/auth.py); daphne serves it without this middleware anyway.
             return self.get_response(request)
         user = request.user
         if user.is_authenticated:

@@ -267,7 +267,7 @@ def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, 
     from concurrent.futures import ThreadPoolExecutor
     from itertools import pairwise
 
-    from conversations.api import SILENCE_BEFORE_CHECK
+    from conversations.follower import SILENCE_BEFORE_CHECK
 
     ensure_model_row("gpt-oss-single")
     bread = {"model": "gpt-oss-single", "messages": [{"role": "user", "content": "Bread?"}], "max_tokens": 400}

@@ -1,0 +1,296 @@
+"""`POST /api/chat/completions`: OpenAI's chat completions, through the same queue, worker and
+engine as the chat.
+
+The view follows the reply group of its request on the channel layer, the way the websocket
+consumer does, through the one follower (conversations.follower), and answers in OpenAI's
+shapes (server-sent events when streaming). A client that disconnects mid-stream stops its
+request in the engine. Everything up to the enqueue (the caller, the body, the one
+admission every surface shares) is one thread hop: each hop is a thread round trip on the
+way to the first token (docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import redis
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from accounts.models import SiteSettings
+from conversations import admission, services
+from conversations.api import protocol
+from conversations.api.auth import ApiCaller, authenticate
+from conversations.api.errors import ApiError
+from conversations.api.handler import api_view, too_large
+from conversations.api.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    ChunkEncoder,
+    DeltaMessage,
+    Usage,
+    json_response,
+)
+from conversations.api.reply_stream import ReplyStream, abandon, follow
+from conversations.follower import Follower
+from conversations.jobs import TurnJob
+from conversations.models import Conversation, Message
+from inference_worker import presence
+from inference_worker.jobs import Generation, Sampling
+from inference_worker.models import ChatModel
+
+STOPPED = {
+    "event": "error",
+    "code": "request_aborted",
+    "message": "The request was stopped before the answer was complete (stopped in the chat, or its worker shut down).",
+}
+
+
+@api_view("POST")
+async def create_chat_completion(request: HttpRequest) -> HttpResponse:
+    request_id = presence.new_request_id()
+    stream = ReplyStream(request_id)
+    stream.open()
+    try:
+        await stream.ready()  # subscribed before the admission enqueues: the first events must find us
+        admitted = await sync_to_async(_admit)(request, request_id)
+    except BaseException as exc:
+        await stream.close()
+        if isinstance(exc, OSError | redis.RedisError):
+            raise ApiError(
+                503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5
+            ) from exc
+        raise
+    body = admitted.body
+    follower = Follower(request_id, model=body.model, message_id=admitted.message_id)
+    replies = follow(stream, admitted.caller.user.pk, follower)
+    completion_id, created = f"chatcmpl-{request_id}", int(time.time())
+    show_reasoning = admitted.show_reasoning
+
+    # Until the engine starts, errors can still be proper HTTP errors; a stream still
+    # queued after SILENCE_BEFORE_CHECK starts anyway, and reports a later error in-stream.
+    first = None
+    opening = ("start", "delta", "done", "error") + (("waiting",) if body.stream else ())
+    try:
+        async for event in replies:
+            if event.get("event") in opening:
+                first = event
+                break
+    except BaseException:
+        await abandon(stream, request_id)
+        raise
+    if first is None or first.get("event") == "error":
+        await stream.close()
+        raise _engine_error(first or {"code": "engine_error"})
+    if not body.stream:
+        answer = await _collect(stream, replies, first, request_id, show_reasoning)
+        return json_response(_completion(answer, completion_id, created, body.model))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    chunks = ChunkEncoder(completion_id, created, body.model)
+    response = StreamingHttpResponse(
+        _sse(stream, replies, first, chunks, request_id, include_usage, show_reasoning),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+# --- up to the enqueue: one thread hop ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    caller: ApiCaller
+    body: ChatCompletionRequest
+    message_id: int | None  # the queued answer of a key that saves history
+    show_reasoning: bool
+
+
+def _admit(request: HttpRequest, request_id: str) -> Admitted:
+    """Everything up to the enqueue, in one thread hop (the ORM and Redis): the caller, then
+    the body, then the one admission every surface shares."""
+    site = SiteSettings.load()
+    caller = authenticate(request, site)
+    body = _parse(request)
+    history = body.history()
+    if not history or history[-1].role != "user":
+        raise ApiError(400, "The last message must be from the user.", param="messages", code="invalid_messages")
+    model = ChatModel.objects.filter(name=body.model, enabled=True).first()
+    if model is None:
+        raise ApiError(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
+
+    def store(sampling: Sampling) -> TurnJob:
+        job = TurnJob(
+            generation=Generation(
+                request_id=request_id,
+                model=model.name,
+                system_prompt=body.system_prompt(),
+                messages=history,
+                params=sampling,
+            ),
+            user_id=caller.user.pk,
+            api_key_id=caller.key.pk if caller.key else None,
+        )
+        if caller.key is not None and caller.key.save_history:
+            job.message_id = _save_call(caller, body, model, request_id, sampling)
+        return job
+
+    try:
+        job = admission.admit(
+            user=caller.user, model=model, sampling=body.sampling(), request_id=request_id, store=store, site=site
+        )
+    except admission.SendError as exc:
+        raise ApiError(exc.status, exc.message, param=exc.param, code=exc.code, retry_after=exc.retry_after) from exc
+    return Admitted(caller, body, job.message_id, site.may_see_reasoning(caller.user))
+
+
+def _parse(request: HttpRequest) -> ChatCompletionRequest:
+    """The body, read once the caller is known (a caller without a key learns nothing of it)."""
+    try:
+        raw = json.loads(request.body)
+    except RequestDataTooBig:  # a body larger than its Content-Length said
+        raise too_large() from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    try:
+        return ChatCompletionRequest.model_validate(raw)
+    except protocol.ValidationError as exc:
+        message, param = protocol.first_error(exc)
+        raise ApiError(400, message, param=param, code="invalid_value") from None
+
+
+def _save_call(
+    caller: ApiCaller, body: ChatCompletionRequest, model: ChatModel, request_id: str, sampling: Sampling
+) -> int:
+    """A key that saves history: the call becomes a conversation of the key's owner; the worker
+    stores the answer into its queued assistant message, as for the chat."""
+    history = body.history()
+    conversation = Conversation.objects.create(
+        owner=caller.user,
+        model=model,
+        title=services.title_from_text(history[-1].content) or "API call",
+        title_auto=False,
+        system_prompt=body.system_prompt(),
+        params=sampling.given(),
+    )
+    parent = None
+    for message in history:
+        parent = Message.objects.create(
+            conversation=conversation, parent=parent, role=message.role, content=message.content
+        )
+    return services.answer_placeholder(conversation, parent, model, request_id).pk
+
+
+# --- answering ----------------------------------------------------------------------------
+
+
+def _finish_reason(event: dict) -> str:
+    reason = event.get("finish_reason") or "stop"
+    return reason if reason in ("stop", "length") else "stop"
+
+
+def _was_stopped(event: dict) -> bool:
+    return event.get("event") == "done" and event.get("status") == "stopped"
+
+
+def _engine_error(event: dict) -> ApiError:
+    if event.get("code") == "context_length_exceeded":
+        return ApiError(400, event.get("message", ""), param="messages", code="context_length_exceeded")
+    if event.get("code") in ("worker_lost", "no_worker", "queue_down", "request_aborted", "stream_lost"):
+        return ApiError(503, event.get("message", ""), code=event["code"], retry_after=10)
+    return ApiError(500, event.get("message", "The model failed."), code=event.get("code") or "engine_error")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    content: str
+    reasoning: str
+    end: dict  # the done event
+
+
+async def _collect(
+    stream: ReplyStream, events: AsyncIterator[dict], first: dict, request_id: str, show_reasoning: bool
+) -> Answer:
+    """The whole answer, for a request that does not stream; an error as an ApiError."""
+    content, reasoning, final = [], [], first
+    try:
+        pending = [first]
+        while True:
+            event = pending.pop() if pending else await anext(events, None)
+            if event is None:
+                break
+            if event.get("event") == "delta":
+                content.append(event.get("content", ""))
+                reasoning.append(event.get("reasoning", ""))
+            if event.get("event") in ("done", "error"):
+                final = STOPPED if _was_stopped(event) else event
+                break
+    except BaseException:
+        await abandon(stream, request_id)
+        raise
+    await stream.close()
+    if final.get("event") == "error":
+        raise _engine_error(final)
+    return Answer("".join(content), "".join(reasoning) if show_reasoning else "", final)
+
+
+def _completion(answer: Answer, completion_id: str, created: int, model: str) -> ChatCompletion:
+    reasoning = answer.reasoning or None
+    message = AssistantMessage(content=answer.content, reasoning_content=reasoning, reasoning=reasoning)
+    choice = Choice(message=message, finish_reason=_finish_reason(answer.end))
+    return ChatCompletion(
+        id=completion_id, created=created, model=model, choices=[choice], usage=Usage.of(answer.end.get("usage"))
+    )
+
+
+async def _sse(
+    stream: ReplyStream,
+    events: AsyncIterator[dict],
+    first: dict,
+    chunks: ChunkEncoder,
+    request_id: str,
+    include_usage: bool,
+    show_reasoning: bool,
+):
+    finished = False
+    try:
+        yield chunks.delta(DeltaMessage(role="assistant", content=""))
+        pending = [first]
+        while True:
+            event = pending.pop() if pending else await anext(events, None)
+            if event is None:
+                break
+            kind = event.get("event")
+            if kind == "delta":
+                reasoning = (event.get("reasoning") if show_reasoning else None) or None
+                content = event.get("content") or None
+                if reasoning or content:
+                    yield chunks.delta(DeltaMessage(reasoning_content=reasoning, reasoning=reasoning, content=content))
+            elif kind == "waiting":
+                yield b": waiting\n\n"  # an SSE comment: clients skip it, proxies see the stream alive
+            elif kind == "done" and not _was_stopped(event):
+                yield chunks.finish(_finish_reason(event))
+                if include_usage:
+                    yield chunks.usage(Usage.of(event.get("usage")))
+                break
+            elif kind in ("error", "done"):  # an error, or an answer stopped before it was complete
+                event = STOPPED if kind == "done" else event
+                # Past the status line every error is an api_error; its code tells which.
+                yield ApiError(500, event.get("message", ""), type="api_error", code=event.get("code")).event()
+                break
+        finished = True
+        yield b"data: [DONE]\n\n"
+    finally:
+        if finished:
+            await stream.close()
+        else:  # the client disconnected (Django cancels the response) or the stream broke
+            await abandon(stream, request_id)
