@@ -31,9 +31,9 @@ def refusal(path: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The 413's headers and body for a request to `path` (without the server's root path)."""
     limit = settings.MAX_REQUEST_BODY_BYTES
     if path.startswith("/api/"):
-        from conversations.api import api_error  # the API's one error shape
+        from conversations.api import ApiError  # the API's one error shape
 
-        response = api_error(413, f"The request body is over {limit:,} bytes.", code="body_too_large")
+        response = ApiError(413, f"The request body is over {limit:,} bytes.", code="body_too_large").response()
         body, content_type = response.content, response["Content-Type"]
     else:
         title = gettext("Request too large")
