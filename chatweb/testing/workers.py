@@ -244,17 +244,23 @@ SHARED_WORKERS = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
+_STARTED_EARLY: list[bool] = []  # set once the first worker test has started them
+
+
+@pytest.fixture(autouse=True)
 def engines_start_early(request, redis_server):
-    """Start the shared workers the collected tests will use side by side, when the first
-    test runs, instead of one after another when each is first needed: an engine's start is
-    mostly one core's work (imports, the engine process's own imports), so on two cores
-    starting them together takes about half as long. Each has read its model row once it
-    beats (`loading`), before any test can flush the tables. The idle worker is not among
-    them: it would be asleep again by the time its tests run."""
-    wanted = [name for name in SHARED_WORKERS if any(name in item.fixturenames for item in request.session.items)]
-    if not wanted:
+    """At the first test that needs an engine, start every shared worker the collected tests
+    use, side by side, instead of one after another as each is first needed: an engine's
+    start is mostly one core's work (imports, the engine process's own imports), so on two
+    cores starting them together takes about half as long. Not sooner: pytest-django runs
+    the plain database tests first, and they must see no worker. Each has read its model
+    row once it beats (`loading`), before any test can flush the tables. The idle worker is
+    not among them: it would be asleep again by the time its tests run."""
+    if _STARTED_EARLY or request.node.get_closest_marker("worker") is None:
         return
+    _STARTED_EARLY.append(True)
+    items = request.session.items
+    wanted = [name for name in SHARED_WORKERS if any(name in item.fixturenames for item in items)]
     start_worker = request.getfixturevalue("start_worker")
     launched = []
     for name in wanted:
