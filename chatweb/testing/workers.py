@@ -116,22 +116,10 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     import signal
 
     started: list[WorkerProcess] = []
-    shared: dict[tuple[str, str], WorkerProcess] = {}  # started ahead by engines_start_early
 
     def start(
-        model: str,
-        *,
-        tag: str = "cpu",
-        idle_seconds: float = 600,
-        wait: bool = True,
-        env: dict | None = None,
-        ahead: bool = False,
+        model: str, *, tag: str = "cpu", idle_seconds: float = 600, wait: bool = True, env: dict | None = None
     ) -> WorkerProcess:
-        early = shared.get((model, tag))
-        if early is not None and early.process.poll() is None:
-            if wait:
-                early.wait_state(("ready",), 300)
-            return early
         with django_db_blocker.unblock():
             ensure_model_row(model)
         log = tmp_path_factory.mktemp("worker") / f"{model}-{tag}.log"
@@ -158,8 +146,6 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
             )
         worker = WorkerProcess(f"{model}-{tag}@{socket.gethostname()}", model, proc, log)
         started.append(worker)
-        if ahead:
-            shared[(model, tag)] = worker
         if wait:
             worker.wait_state(("ready",), 300)
         return worker
@@ -177,8 +163,7 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2_worker(start_worker) -> WorkerProcess:
-    model, options = SHARED_WORKERS["smollm2_worker"]()
-    return start_worker(model, **options)
+    return start_worker("smollm2-test")
 
 
 GPT_OSS_IDLE_SECONDS = 8
@@ -206,8 +191,7 @@ def gpt_oss_script() -> list[int]:
 @pytest.fixture(scope="session")
 def gpt_oss_worker(start_worker) -> WorkerProcess:
     """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER."""
-    model, options = SHARED_WORKERS["gpt_oss_worker"]()
-    return start_worker(model, **options)
+    return start_worker("gpt-oss-test", env=script_env(gpt_oss_script()))
 
 
 @pytest.fixture(scope="session")
@@ -225,49 +209,11 @@ BREAD = " ".join(["bread"] * 120)
 def bread_worker(start_worker) -> WorkerProcess:
     """The tiny gpt-oss on a queue of its own that runs one answer at a time, scripted to
     say BREAD: long enough to stream in many deltas (use max_tokens 400)."""
-    model, options = SHARED_WORKERS["bread_worker"]()
-    return start_worker(model, **options)
-
-
-def bread_script() -> list[int]:
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
     encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    return encoding.encode(f"<|channel|>final<|message|>{BREAD}<|return|>", allowed_special="all")
-
-
-# The session's shared workers, by the fixture that holds each: (model, start options).
-SHARED_WORKERS = {
-    "smollm2_worker": lambda: ("smollm2-test", {}),
-    "gpt_oss_worker": lambda: ("gpt-oss-test", {"env": script_env(gpt_oss_script())}),
-    "bread_worker": lambda: ("gpt-oss-single", {"env": script_env(bread_script())}),
-}
-
-
-_STARTED_EARLY: list[bool] = []  # set once the first worker test has started them
-
-
-@pytest.fixture(autouse=True)
-def engines_start_early(request, redis_server):
-    """At the first test that needs an engine, start every shared worker the collected tests
-    use, side by side, instead of one after another as each is first needed: an engine's
-    start is mostly one core's work (imports, the engine process's own imports), so on two
-    cores starting them together takes about half as long. Not sooner: pytest-django runs
-    the plain database tests first, and they must see no worker. Each has read its model
-    row once it beats (`loading`), before any test can flush the tables. The idle worker is
-    not among them: it would be asleep again by the time its tests run."""
-    if _STARTED_EARLY or request.node.get_closest_marker("worker") is None:
-        return
-    _STARTED_EARLY.append(True)
-    items = request.session.items
-    wanted = [name for name in SHARED_WORKERS if any(name in item.fixturenames for item in items)]
-    start_worker = request.getfixturevalue("start_worker")
-    launched = []
-    for name in wanted:
-        model, options = SHARED_WORKERS[name]()
-        launched.append(start_worker(model, wait=False, ahead=True, **options))
-    for worker in launched:
-        worker.wait_state(("loading", "ready"), 120)
+    script = encoding.encode(f"<|channel|>final<|message|>{BREAD}<|return|>", allowed_special="all")
+    return start_worker("gpt-oss-single", env=script_env(script))
 
 
 @pytest.fixture
