@@ -39,7 +39,8 @@ export function connect() {
 }
 
 export function send(frame) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) {
+  const connecting = socket && socket.readyState === WebSocket.CONNECTING;
+  if (!socket || (socket.readyState !== WebSocket.OPEN && !connecting)) {
     say(_("Not connected yet; try again in a moment."));
     return false;
   }
@@ -48,6 +49,22 @@ export function send(frame) {
     state.sending = true;
   }
   say("");
+  if (connecting) {
+    // Sent in the moment the socket opens (a reload, or a reconnect still under way),
+    // rather than dropped: the person pressed Send once and should not have to again.
+    const opening = socket;
+    const closedFirst = () => {
+      opening.removeEventListener("open", sendOnOpen);
+      if (frame.type !== FRAME.STOP) state.sending = false;
+    };
+    const sendOnOpen = () => {
+      opening.removeEventListener("close", closedFirst);
+      opening.send(JSON.stringify(frame));
+    };
+    opening.addEventListener("open", sendOnOpen, { once: true });
+    opening.addEventListener("close", closedFirst, { once: true });
+    return true;
+  }
   socket.send(JSON.stringify(frame));
   return true;
 }
