@@ -136,7 +136,7 @@ class Follower:
             # still comes continues after them.
             self.next_seq = max([self.next_seq] + [presence.delta_seq(d) + 1 for d in held])
             held = []
-        mended = self._pass({"event": Event.DELTA, "mended": True, **missing})
+        mended = self._pass({"event": Event.DELTA, "mended": True, **missing})  # no seq: next_seq stays
         mended["text"] = dict(self.sent)
         return [mended] + [self._pass(d) for d in held if presence.delta_seq(d) >= self.next_seq]
 

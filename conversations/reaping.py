@@ -14,17 +14,14 @@ inference_worker imports nothing from conversations.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from datetime import UTC, datetime
 
-import redis
 from celery import signals
 from django.db import connections
 
-from accounts.quotas import quota_release
 from conversations import services
 from conversations.models import Message, MessageStatus
 
@@ -52,14 +49,7 @@ def messages_reap_previous_life(*, worker: str, since: datetime) -> int:
         .select_related("conversation")
         .only("pk", "request_id", "conversation__owner")
     )
-    reaped = 0
-    for message in orphans:
-        if services.message_fail(message_id=message.pk, error=services.WORKER_LOST):
-            reaped += 1
-            if message.request_id:  # its running slot: the dead process never gave it back
-                with contextlib.suppress(OSError, redis.RedisError):
-                    quota_release(user_id=message.conversation.owner_id, request_id=message.request_id)
-    return reaped
+    return sum(services.message_reap(message, services.WORKER_LOST) for message in orphans)
 
 
 def _reap_loop(worker: str) -> None:

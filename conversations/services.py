@@ -279,24 +279,24 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
     stale = now - timezone.timedelta(seconds=STALE_SECONDS)
     for message in active:
         if message.status == MessageStatus.STREAMING and message.worker and message.worker not in held:
-            reaped += _reap(message, WORKER_LOST)
+            reaped += message_reap(message, WORKER_LOST)
         elif (
             message.status == MessageStatus.STREAMING
             and message.worker in held
             and message.request_id not in held[message.worker]
             and message.updated < stale
         ):  # its worker is alive but let it go (the database was away when it ended)
-            reaped += _reap(message, NOT_STORED)
+            reaped += message_reap(message, NOT_STORED)
         elif (
             message.status == MessageStatus.QUEUED
             and message.model_name not in models_served
             and message.updated < grace
         ):
-            reaped += _reap(message, NO_WORKER_LEFT)
+            reaped += message_reap(message, NO_WORKER_LEFT)
     return reaped
 
 
-def _reap(message: Message, error: str) -> bool:
+def message_reap(message: Message, error: str) -> bool:
     """Fail an orphaned answer and give its running slot back (its worker never will)."""
     failed = message_fail(message_id=message.pk, error=error)
     if failed and message.request_id:
