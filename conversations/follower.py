@@ -12,7 +12,8 @@ hands it each event. The follower passes them on in order and whole:
 - an end that came after lost deltas is completed from the outcome the worker kept
   in Redis, or the stored message;
 - after SILENCE_BEFORE_CHECK without an event, `check_after_silence` says whether the
-  answer ended unheard, its worker died, or it is still served (queued or writing).
+  answer ended unheard, its worker died or let go of it with its end lost, or it is
+  still served (queued or writing).
 
 The surfaces differ only in transport: the socket is handed events by Channels, the
 API reads them from its own channel; both use this module for everything else.
@@ -29,7 +30,7 @@ from redis.backoff import ExponentialBackoff
 
 from accounts.quotas import quota_release
 from conversations.models import Message, MessageStatus
-from conversations.services import NO_WORKER_LEFT, WORKER_LOST, message_fail
+from conversations.services import NO_WORKER_LEFT, NOT_STORED, WORKER_LOST, message_fail
 from inference_worker import presence
 from inference_worker.events import ENDS, Event
 
@@ -72,6 +73,7 @@ class Follower:
         self.held: list[dict] | None = None  # deltas after a gap, waiting for the whole text
         self.held_since = 0.0
         self.last_event = time.monotonic()
+        self.unheld = 0  # silence checks in a row that found the live worker no longer holding it
 
     replaces = False  # whether this reader can replace the text it passed on (the page can)
 
@@ -214,8 +216,9 @@ def stored_text(follower: Follower) -> dict | None:
 
 def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | None:
     """After a silence: None while the answer is still served (queued, or its worker alive);
-    else the event that ends it for this reader. A worker found dead fails the stored
-    message (keeping the text passed on) and gives the user's running slot back."""
+    else the event that ends it for this reader. A worker found dead, or alive but done
+    with the answer whose end is nowhere, fails the stored message (keeping the text
+    passed on) and gives the user's running slot back."""
     whole, end = whole_text(follower)
     if end is not None:
         return {"event": "ended", "whole": whole, "end": end}
@@ -226,10 +229,28 @@ def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | No
             return {"event": Event.ERROR, "code": "deleted", "message": "This answer was deleted."}
         worker = worker or stored or None  # the worker that claimed it, if this reader missed its start
     if worker:
-        if presence.worker_alive(worker):
+        beat = presence.worker_beat(worker)
+        if beat is None:
+            if presence.just_restarted():
+                return None
+            ending = {"event": Event.ERROR, "code": "worker_lost", "message": WORKER_LOST}
+        elif follower.request_id in beat.get("requests", ()):
+            follower.unheld = 0
             return None
-        ending = {"event": Event.ERROR, "code": "worker_lost", "message": WORKER_LOST}
-    elif presence.live_workers(follower.model):
+        else:
+            # Alive, but done with this answer, and its end is neither stored nor kept:
+            # the store failed (what the reaper says later), or the end was lost in a
+            # Redis outage longer than the worker waits (before: a stream without a
+            # stored message waited for it for ever). Said after two checks, as a beat
+            # can predate the request.
+            follower.unheld += 1
+            if follower.unheld < 2:
+                return None
+            if follower.message_id is None:
+                ending = dict(LOST)
+            else:
+                ending = {"event": Event.ERROR, "code": "storage_error", "message": NOT_STORED}
+    elif presence.live_workers(follower.model) or presence.just_restarted():
         return None
     else:
         ending = {"event": Event.ERROR, "code": "no_worker", "message": NO_WORKER_LEFT}

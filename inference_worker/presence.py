@@ -171,6 +171,18 @@ def worker_alive(name: str) -> bool:
     return bool(client().exists(WORKER_PREFIX + name))
 
 
+def worker_beat(name: str) -> dict[str, Any] | None:
+    """A worker's last heartbeat, or None if it has none (dead, or gone)."""
+    raw = client().get(WORKER_PREFIX + name)
+    return json.loads(raw) if raw else None
+
+
+def just_restarted() -> bool:
+    """Redis started less than a heartbeat's TTL ago: a worker with no heartbeat may be
+    alive and not have beaten since (Redis keeps nothing across a restart here)."""
+    return int(client().info("server").get("uptime_in_seconds", HEARTBEAT_TTL)) < HEARTBEAT_TTL
+
+
 def request_stop(request_id: str) -> None:
     """Stop a request wherever it is: queued (the key) or running (the broadcast)."""
     r = client()

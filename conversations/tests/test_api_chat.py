@@ -256,6 +256,35 @@ def test_deltas_lost_in_a_redis_restart_mid_stream_are_mended(live_daphne, users
     assert text == BREAD and finish == "stop"
 
 
+@pytest.mark.timeout(120)
+def test_an_end_lost_in_a_longer_redis_outage_comes_from_the_outcome_the_worker_keeps(
+    live_daphne, users, bread_worker, key, redis_server
+):
+    """Redis away from the first words until well after the answer ended (the rest takes
+    under a second here): the rest of the deltas and the end are lost. The worker keeps the
+    outcome once Redis is back, and the stream ends whole from it. Before: the worker gave
+    the outcome up at once, and the stream, its worker alive, waited for ever (CI, 352 s)."""
+    ensure_model_row("gpt-oss-single")
+    stream = client(live_daphne, key).chat.completions.create(
+        model="gpt-oss-single",
+        messages=[{"role": "user", "content": "Tell me about bread."}],
+        max_tokens=400,
+        stream=True,
+    )
+    text, finish, restarted = "", None, False
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        text += chunk.choices[0].delta.content or ""
+        finish = chunk.choices[0].finish_reason or finish
+        if text and not restarted:
+            redis_server.stop()
+            time.sleep(4)
+            redis_server.start()
+            restarted = True
+    assert text == BREAD and finish == "stop"
+
+
 def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, bread_worker, key):
     """Streams queued behind seven others on a worker that answers one at a time (2-3 s
     each here): each opens its response at its first silence, with an SSE comment, and

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+OUTCOME_RETRY_SECONDS = 20.0  # within finish()'s 30 s: how long an end waits for Redis to come back
+
 
 @dataclass
 class RequestState:
@@ -287,12 +289,26 @@ class Generating:
             self.held.discard(state.request_id)
 
     async def _end(self, state: RequestState) -> None:
-        try:
-            await presence.keep_outcome(
-                self._redis, state.request_id, state.final_event, state.content, state.reasoning
-            )
-        except Exception as exc:  # noqa: BLE001 - Redis away: the end's own publish retries
-            log.warning("keeping the outcome of %s failed (%s)", state.request_id, exc)
+        """Keep the outcome, then publish the end. A reader that lost the end (Redis restarted
+        as the answer ended) mends it from the outcome, so the outcome waits for Redis to be
+        back, up to OUTCOME_RETRY_SECONDS; meanwhile the request stays in the heartbeat's
+        `requests`, and a reader that finds neither the request there nor its outcome knows
+        the end is lost (conversations.follower.check_after_silence)."""
+        deadline = time.monotonic() + OUTCOME_RETRY_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                await presence.keep_outcome(
+                    self._redis, state.request_id, state.final_event, state.content, state.reasoning
+                )
+                break
+            except Exception as exc:  # noqa: BLE001 - Redis away: wait for it
+                if time.monotonic() + delay > deadline:
+                    log.warning("keeping the outcome of %s failed (%s); given up", state.request_id, exc)
+                    break
+                log.warning("keeping the outcome of %s failed (%s); retrying", state.request_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         await self.reply(state.request_id, state.final_event)
 
     @staticmethod

@@ -1,0 +1,86 @@
+"""What the one follower concludes after a silence (conversations.follower.check_after_silence),
+against a real Redis holding a worker's heartbeat (`fake_worker`: a heartbeat with no engine,
+the stand-in for a worker whose state the test sets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from accounts.quotas import QuotaExceeded, quota_acquire
+from conversations.follower import LOST, Follower, check_after_silence
+from conversations.models import Conversation, Message
+from conversations.services import NOT_STORED
+from inference_worker import presence
+
+pytestmark = pytest.mark.django_db
+
+
+def _beat(worker, **changes) -> str:
+    """The fake worker's heartbeat, changed; returns its name."""
+    (name,) = [b["name"] for b in presence.live_workers(worker.name)]
+    beat = {**presence.worker_beat(name), **changes}
+    presence.client().set(presence.WORKER_PREFIX + name, json.dumps(beat), ex=60)
+    return name
+
+
+def _streaming(users, model, request_id: str) -> Message:
+    conversation = Conversation.objects.create(owner=users.alice, model=model)
+    question = Message.objects.create(conversation=conversation, role="user", content="hi")
+    return Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        status="streaming",
+        request_id=request_id,
+        model_name=model.name,
+        worker="set below",
+    )
+
+
+def test_an_answer_its_live_worker_holds_is_still_served(users, fake_worker):
+    name = _beat(fake_worker, requests=["req-held"])
+    follower = Follower("req-held", model=fake_worker.name, worker=name)
+    assert [check_after_silence(follower, user_id=users.alice.pk) for _ in range(3)] == [None] * 3
+
+
+def test_an_end_lost_while_its_live_worker_let_go_ends_the_stream_instead_of_waiting_for_ever(users, fake_worker):
+    """Redis away past the worker's wait for it as the answer ended: no end, no outcome, and
+    the worker, alive, no longer lists the request. Before: a stream with no stored message
+    waited for ever (a CI run hung 352 s on it), sending keep-alives."""
+    name = _beat(fake_worker, requests=[])
+    follower = Follower("req-lost", model=fake_worker.name, worker=name)
+    follower.sent["content"] = "half"
+    assert check_after_silence(follower, user_id=None) is None  # a beat can predate the request
+    ending = check_after_silence(follower, user_id=None)
+    assert ending == {**LOST, "content": "half"}
+
+
+def test_a_stored_answer_whose_end_was_lost_is_failed_with_its_text_and_its_slot_given_back(users, fake_worker):
+    name = _beat(fake_worker, requests=[])
+    message = _streaming(users, fake_worker, "req-stored")
+    Message.objects.filter(pk=message.pk).update(worker=name)
+    users.alice.concurrent_generations = 1
+    users.alice.save(update_fields=["concurrent_generations"])
+    quota_acquire(user=users.alice, request_id="req-stored")
+    follower = Follower("req-stored", model=fake_worker.name, message_id=message.pk, worker=name)
+    follower.sent["content"] = "half an answer"
+    check_after_silence(follower, user_id=users.alice.pk)
+    assert check_after_silence(follower, user_id=users.alice.pk)["code"] == "storage_error"
+    message.refresh_from_db()  # as the reaper would leave it later (STALE_SECONDS)
+    assert (message.status, message.content, message.error) == ("failed", "half an answer", NOT_STORED)
+    quota_acquire(user=users.alice, request_id="the-next-answer")  # the slot is free again
+    with pytest.raises(QuotaExceeded):
+        quota_acquire(user=users.alice, request_id="one-too-many")
+
+
+def test_an_end_kept_by_the_worker_is_found_and_the_worker_need_not_hold_it(users, fake_worker):
+    name = _beat(fake_worker, requests=[])
+    final = {"event": "done", "status": "done", "finish_reason": "stop", "deltas": 3}
+    asyncio.run(presence.keep_outcome(presence.async_client(), "req-kept", final, "the whole text", ""))
+    follower = Follower("req-kept", model=fake_worker.name, worker=name)
+    ending = check_after_silence(follower, user_id=None)
+    assert ending["event"] == "ended" and ending["end"] == final
+    assert ending["whole"]["content"] == "the whole text"
