@@ -11,6 +11,7 @@ own shape (a websocket error event, an OpenAI error with `status` and `param`).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -123,6 +124,11 @@ def clean_params(raw: Any) -> Sampling:
 def require_live_worker(model: ChatModel) -> None:
     try:
         workers, waiting = presence.serving(model.name, model.queue)
+        # Redis just restarted: the workers beat again within two beats (the first on a
+        # dead connection may fail). Wait for them rather than refuse with no_worker.
+        while not workers and presence.uptime() < 2 * presence.HEARTBEAT_SECONDS + 1:
+            time.sleep(0.2)
+            workers, waiting = presence.serving(model.name, model.queue)
     except (OSError, redis.RedisError) as exc:  # Redis down: say so instead of hanging
         raise queue_down(exc) from exc
     if not workers:

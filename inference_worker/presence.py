@@ -177,10 +177,15 @@ def worker_beat(name: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def uptime() -> int:
+    """Seconds since Redis started (it keeps nothing across a restart here)."""
+    return int(client().info("server").get("uptime_in_seconds", 1 << 30))
+
+
 def just_restarted() -> bool:
     """Redis started less than a heartbeat's TTL ago: a worker with no heartbeat may be
-    alive and not have beaten since (Redis keeps nothing across a restart here)."""
-    return int(client().info("server").get("uptime_in_seconds", HEARTBEAT_TTL)) < HEARTBEAT_TTL
+    alive and not have beaten since."""
+    return uptime() < HEARTBEAT_TTL
 
 
 def request_stop(request_id: str) -> None:

@@ -285,6 +285,25 @@ def test_an_end_lost_in_a_longer_redis_outage_comes_from_the_outcome_the_worker_
     assert text == BREAD and finish == "stop"
 
 
+def test_a_request_just_after_a_redis_restart_is_served_once_the_workers_beat_again(
+    live_daphne, users, bread_worker, key, redis_server
+):
+    """Redis keeps no heartbeat across a restart, and a worker's next beat comes up to two
+    beats later. Before: a request in those seconds was refused with no_worker (503), and
+    the official client, retrying twice at once, gave up (a CI run's next test did)."""
+    ensure_model_row("gpt-oss-single")
+    redis_server.stop()
+    redis_server.start()
+    answer = (
+        client(live_daphne, key)
+        .with_options(max_retries=0)
+        .chat.completions.create(
+            model="gpt-oss-single", messages=[{"role": "user", "content": "Bread?"}], max_tokens=400
+        )
+    )
+    assert answer.choices[0].message.content == BREAD
+
+
 def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, bread_worker, key):
     """Streams queued behind seven others on a worker that answers one at a time (2-3 s
     each here): each opens its response at its first silence, with an SSE comment, and

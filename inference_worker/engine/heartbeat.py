@@ -66,12 +66,15 @@ class Heartbeat:
         }
 
     async def _beat(self) -> None:
-        try:
-            beat = self.heartbeat()
-            ttl = presence.LOADING_TTL if beat["state"] == WorkerState.LOADING else presence.HEARTBEAT_TTL
-            await presence.beat(self._redis, self.worker_name, presence.heartbeat_payload(**beat), ttl)
-        except Exception as exc:  # noqa: BLE001 - Redis restarts: the next beat reconnects
-            log.warning("heartbeat failed: %s", exc)
+        for attempt in range(2):  # the first command after a Redis restart fails on the dead connection
+            try:
+                beat = self.heartbeat()
+                ttl = presence.LOADING_TTL if beat["state"] == WorkerState.LOADING else presence.HEARTBEAT_TTL
+                await presence.beat(self._redis, self.worker_name, presence.heartbeat_payload(**beat), ttl)
+                return
+            except Exception as exc:  # noqa: BLE001 - Redis away: the next beat tries again
+                if attempt:
+                    log.warning("heartbeat failed: %s", exc)
 
     async def _heartbeat_loop(self) -> None:
         while True:
