@@ -91,6 +91,8 @@ def sampling_error(exc: pydantic.ValidationError) -> SendError:
             param=where,
         )
     message = error["msg"].removeprefix("Value error, ")
+    if where is None and ": " in message:  # a check of the whole set names its field first
+        where, message = message.split(": ", 1)
     return SendError(f"{where}: {message}." if where else f"{message}.", "invalid_params", param=where)
 
 
@@ -121,7 +123,8 @@ def clean_params(raw: Any) -> Sampling:
         raise sampling_error(exc) from None
 
 
-def require_live_worker(model: ChatModel) -> None:
+def require_live_worker(model: ChatModel) -> list[dict[str, Any]]:
+    """The model's live workers' heartbeats; refused when there are none or its queue is full."""
     try:
         workers, waiting = presence.serving(model.name, model.queue)
         # Redis just restarted: the workers beat again within two beats (the first on a
@@ -144,6 +147,33 @@ def require_live_worker(model: ChatModel) -> None:
             "queue_full",
             status=503,
             retry_after=10,
+        )
+    return workers
+
+
+def check_token_ids(sampling: Sampling, model: ChatModel, workers: list[dict[str, Any]]) -> None:
+    """Token ids (logit_bias, stop_token_ids) within the model's vocabulary, as its live workers
+    report it (a worker still loading says nothing yet: its engine checks them again)."""
+    sizes = [w["vocab_size"] for w in workers if isinstance(w.get("vocab_size"), int)]
+    if not sizes:
+        return
+    vocab = min(sizes)
+    for field, ids in sampling.token_ids().items():
+        outside = sorted(t for t in ids if t >= vocab)
+        if outside:
+            raise SendError(
+                f"{field}: token ids {outside[:5]} are outside {model.display_name}'s vocabulary of {vocab:,}.",
+                "invalid_params",
+                param=field,
+            )
+
+
+def check_min_tokens(sampling: Sampling, max_tokens: int, why: str) -> None:
+    if sampling.min_tokens and sampling.min_tokens > max_tokens:
+        raise SendError(
+            f"min_tokens is {sampling.min_tokens:,}; the answer may write at most {max_tokens:,} ({why}).",
+            "invalid_params",
+            param="min_tokens",
         )
 
 
@@ -203,8 +233,10 @@ def admit(
     follow the request's reply group (the first events go to whoever listens)."""
     limits = limits_for(user, site)
     wanted = answer_limit(sampling, model, limits)
-    require_live_worker(model)
+    check_min_tokens(sampling, wanted, "its max_tokens")
+    check_token_ids(sampling, model, require_live_worker(model))
     with _quota(user, request_id, wanted, limits) as granted:
+        check_min_tokens(sampling, granted, "the tokens left of your day")
         with transaction.atomic():
             job = store(sampling.model_copy(update={"max_tokens": granted}))
             transaction.on_commit(lambda: _enqueue(job, model.queue))

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
-from accounts.quotas import quota_add_tokens, quota_release
+from accounts.quotas import quota_add_tokens, quota_refund, quota_release
 from accounts.services import api_key_record, usage_record
 from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageStatus
@@ -186,7 +186,10 @@ def _account(job: TurnJob, state: RequestState) -> None:
                 completion_tokens=state.completion_tokens,
             )
     finally:
-        quota_release(user_id=job.user_id, request_id=state.request_id)
+        if state.error_code == "invalid_params":  # refused before it began: as if never admitted
+            quota_refund(user_id=job.user_id, request_id=state.request_id)
+        else:
+            quota_release(user_id=job.user_id, request_id=state.request_id)
 
 
 TITLE_PROMPT = (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 if TYPE_CHECKING:
     from inference_worker.engine import EngineHost
@@ -42,6 +42,35 @@ def _stops(value: object) -> object:
     return value
 
 
+MAX_LOGIT_BIAS = 300  # OpenAI's own limit on logit_bias entries
+MAX_STOP_TOKEN_IDS = 32
+
+
+def _biases(value: object) -> object:
+    """{"token id": bias}: ids as OpenAI's JSON keys are (strings of non-negative integers),
+    biases within -100..100."""
+    if value is None:
+        return value
+    if not isinstance(value, dict) or len(value) > MAX_LOGIT_BIAS:
+        raise ValueError(f"must be an object of at most {MAX_LOGIT_BIAS} token ids to biases")
+    for key, bias in value.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9):
+            raise ValueError(f"{key!r} is not a token id")
+        if isinstance(bias, bool) or not isinstance(bias, int | float) or not -100 <= bias <= 100:
+            raise ValueError(f"the bias of token {key} must be a number from -100 to 100")
+    return {str(int(key)): bias for key, bias in value.items()}
+
+
+def _token_ids(value: object) -> object:
+    if value is not None and (
+        not isinstance(value, list)
+        or len(value) > MAX_STOP_TOKEN_IDS
+        or any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 10**9 for t in value)
+    ):
+        raise ValueError(f"takes up to {MAX_STOP_TOKEN_IDS} token ids (non-negative integers)")
+    return value
+
+
 Number = Annotated[float, BeforeValidator(_no_bool)]
 Integer = Annotated[int, BeforeValidator(_no_bool)]
 
@@ -61,7 +90,27 @@ class Sampling(BaseModel):
     seed: Integer | None = Field(default=None, ge=0, le=2**63 - 1)
     reasoning_effort: Literal["low", "medium", "high"] | None = None
     stop: Annotated[list[str] | None, BeforeValidator(_stops)] = None
-    ignore_eos: StrictBool | None = None  # vLLM's extension: exactly max_tokens tokens (benchmarks)
+    logit_bias: Annotated[dict[str, Number] | None, BeforeValidator(_biases)] = None  # OpenAI's: token id -> bias
+    # vLLM's extensions, as clients send them in extra_body
+    ignore_eos: StrictBool | None = None  # exactly max_tokens tokens (benchmarks)
+    top_k: Integer | None = Field(default=None, ge=-1, le=1_000_000)  # 0 or -1: every token
+    min_p: Number | None = Field(default=None, ge=0, le=1)
+    min_tokens: Integer | None = Field(default=None, ge=0, le=1_000_000)
+    stop_token_ids: Annotated[list[Integer] | None, BeforeValidator(_token_ids)] = None
+
+    @model_validator(mode="after")
+    def _at_least_fits(self) -> Sampling:
+        if self.min_tokens and self.max_tokens and self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens: must be at most max_tokens ({self.max_tokens})")
+        return self
+
+    def token_ids(self) -> dict[str, list[int]]:
+        """The token ids named, by field (checked against the model's vocabulary where it is known)."""
+        named = {
+            "logit_bias": [int(t) for t in self.logit_bias or {}],
+            "stop_token_ids": list(self.stop_token_ids or []),
+        }
+        return {field: ids for field, ids in named.items() if ids}
 
     def given(self) -> dict:
         """The parameters that were set, as stored with a conversation and sent in a job."""

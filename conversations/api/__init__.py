@@ -1,7 +1,7 @@
 """OpenAI-compatible JSON API (/api/ and /api/v1/), one module per endpoint.
 
 - chat_completions.py: `POST chat/completions`, following its reply with reply_stream.py;
-- model_list.py: `GET models`;
+- model_list.py: `GET models` and `GET models/{id}`;
 - protocol.py: the request and response models (every body and event is one of them);
 - errors.py: `ApiError`, the one error type, and its one rendering (OpenAI's error shape),
   also for Django's own 400 / 404 / 500 under /api/;
@@ -16,11 +16,12 @@ from django.urls import path
 from conversations.api.chat_completions import create_chat_completion
 from conversations.api.errors import ApiError, bad_request, not_found, server_error
 from conversations.api.handler import ApiHandler
-from conversations.api.model_list import list_models
+from conversations.api.model_list import list_models, retrieve_model
 
 __all__ = ["ApiError", "ApiHandler", "bad_request", "not_found", "server_error", "urlpatterns"]
 
 urlpatterns = [
     path("models", list_models, name="api_models"),
+    path("models/<path:model_id>", retrieve_model, name="api_model"),
     path("chat/completions", create_chat_completion, name="api_chat_completions"),
 ]

@@ -161,6 +161,10 @@ def _parse(request: HttpRequest) -> ChatCompletionRequest:
         raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(raw, dict):
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    field = protocol.unhonoured(raw)
+    if field is not None:
+        message = f"'{field}' is not supported by chatweb; leave it out of the request (see the README's field table)."
+        raise ApiError(400, message, param=field, code="unsupported_parameter")
     try:
         return ChatCompletionRequest.model_validate(raw)
     except protocol.ValidationError as exc:
@@ -205,6 +209,8 @@ def _was_stopped(event: dict) -> bool:
 def _engine_error(event: dict) -> ApiError:
     if event.get("code") == "context_length_exceeded":
         return ApiError(400, event.get("message", ""), param="messages", code="context_length_exceeded")
+    if event.get("code") == "invalid_params":  # the engine refused a parameter before it began
+        return ApiError(400, event.get("message", ""), param=event.get("param"), code="invalid_value")
     if event.get("code") in ("worker_lost", "no_worker", "queue_down", "request_aborted", "stream_lost"):
         return ApiError(503, event.get("message", ""), code=event["code"], retry_after=10)
     return ApiError(500, event.get("message", "The model failed."), code=event.get("code") or "engine_error")

@@ -94,6 +94,32 @@ class ChatCompletionRequest(Sampling):
         return Sampling(**fields)
 
 
+# OpenAI's request fields chatweb does not honour (yet), each with the values that ask for
+# nothing: any other value is refused by name, never ignored (a client must not silently
+# get something other than what it asked for). Fields outside OpenAI's API are ignored.
+UNHONOURED: dict[str, tuple[Any, ...]] = {
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "web_search_options": (None,),
+    "service_tier": (None, "auto", "default"),
+    "store": (None, False),  # OpenAI's stored completions: chatweb keeps calls per key instead
+    "verbosity": (None,),
+}
+
+
+def unhonoured(raw: dict[str, Any]) -> str | None:
+    """The first field of `raw` that asks for something chatweb does not do."""
+    return next((field for field, nothing in UNHONOURED.items() if raw.get(field) not in nothing), None)
+
+
 def first_error(exc: ValidationError) -> tuple[str, str | None]:
     """A readable sentence for the first problem, and the field it is about (OpenAI's `param`)."""
     error = exc.errors()[0]

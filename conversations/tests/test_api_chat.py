@@ -45,7 +45,7 @@ def test_sync_client_gets_a_well_formed_answer_and_usage(live_daphne, users, smo
     assert UsageDay.objects.get(user=users.alice).completion_tokens == answer.usage.completion_tokens
     assert not Conversation.objects.exists(), "a key that does not save history stores no conversation"
 
-    # content as text parts, and fields this server does not know, are fine
+    # content as text parts are fine
     parts = [
         {
             "role": "user",
@@ -56,6 +56,37 @@ def test_sync_client_gets_a_well_formed_answer_and_usage(live_daphne, users, smo
         model="smollm2-test", messages=parts, temperature=0, extra_body={"top_k": 5, "logit_bias": {}}
     )
     assert again.choices[0].message.content == PARIS
+
+
+def test_vllms_sampling_extensions_change_the_answer_as_they_say(live_daphne, users, smollm2, key):
+    """top_k, min_p, min_tokens, logit_bias and stop_token_ids, as clients send them in
+    extra_body, reach the engine (before: all but top_k were refused as unknown, and top_k
+    was dropped). Each is seen in what SmolLM2 writes: its greedy answer is PARIS."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_model_row("smollm2-test").path)
+    (the,) = tokenizer.encode("The", add_special_tokens=False)
+    (paris,) = tokenizer.encode(" Paris", add_special_tokens=False)
+    api = client(live_daphne, key)
+
+    def ask(**extra):
+        answer = api.chat.completions.create(model="smollm2-test", messages=FRANCE, max_tokens=40, extra_body=extra)
+        return answer.choices[0], answer.usage
+
+    hot = {"temperature": 1.8, "seed": 7}
+    assert ask(top_k=1, **hot)[0].message.content == PARIS  # one token to choose from: greedy
+    assert ask(min_p=1.0, **hot)[0].message.content == PARIS  # only the likeliest token is kept
+    banned, _ = ask(temperature=0, logit_bias={str(the): -100})
+    assert banned.message.content and not banned.message.content.startswith("The")
+    stopped, _ = ask(temperature=0, stop_token_ids=[paris])
+    assert stopped.message.content == PARIS.split(" Paris")[0] and stopped.finish_reason == "stop"
+    longer, usage = ask(temperature=0, min_tokens=25)
+    assert longer.message.content.startswith(PARIS) and usage.completion_tokens >= 25
+
+    # The live worker reports the model's vocabulary: an id past it is a 400 before any work.
+    with pytest.raises(openai.BadRequestError) as refused:
+        ask(logit_bias={str(len(tokenizer)): 5})
+    assert refused.value.body["param"] == "logit_bias"
 
 
 def test_sync_client_streams_in_chunks_ending_with_usage(live_daphne, users, smollm2, key):

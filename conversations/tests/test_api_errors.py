@@ -67,6 +67,19 @@ def nothing_stored_changes(db):
         ({**GOOD, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({**GOOD, "n": 2}, "n"),
         ({**GOOD, "ignore_eos": "yes"}, "ignore_eos"),
+        ({**GOOD, "top_k": -2}, "top_k"),
+        ({**GOOD, "top_k": True}, "top_k"),
+        ({**GOOD, "min_p": 1.5}, "min_p"),
+        ({**GOOD, "min_tokens": -1}, "min_tokens"),
+        ({**GOOD, "min_tokens": 50, "max_tokens": 10}, "min_tokens"),
+        ({**GOOD, "min_tokens": 100_000}, "min_tokens"),  # more than the model's default max_tokens
+        ({**GOOD, "logit_bias": {"x": 1}}, "logit_bias"),
+        ({**GOOD, "logit_bias": {"12": 101}}, "logit_bias"),
+        ({**GOOD, "logit_bias": {"12": "up"}}, "logit_bias"),
+        ({**GOOD, "logit_bias": [1, 2]}, "logit_bias"),
+        ({**GOOD, "logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias"),
+        ({**GOOD, "stop_token_ids": [-1]}, "stop_token_ids"),
+        ({**GOOD, "stop_token_ids": "2"}, "stop_token_ids"),
     ],
 )
 def test_malformed_requests_are_400_naming_the_field(users, orphan, key, body, param):
@@ -86,8 +99,46 @@ def test_the_last_message_must_be_the_users(users, orphan, key):
 
 
 def test_unknown_fields_are_ignored_and_unknown_models_are_404(users, orphan, key):
-    error = assert_error(call({**GOOD, "model": "gpt-9", "logit_bias": {}, "tools": []}, key=key), 404)
+    body = {**GOOD, "model": "gpt-9", "logit_bias": {}, "tools": [], "logprobs": False, "not_openai": 1}
+    error = assert_error(call(body, key=key), 404)
     assert error["code"] == "model_not_found" and error["param"] == "model" and "gpt-9" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tools", [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]),
+        ("tool_choice", "required"),
+        ("functions", [{"name": "f"}]),
+        ("function_call", "auto"),
+        ("response_format", {"type": "json_object"}),
+        ("logprobs", True),
+        ("top_logprobs", 3),
+        ("audio", {"voice": "alloy", "format": "wav"}),
+        ("modalities", ["text", "audio"]),
+        ("prediction", {"type": "content", "content": "x"}),
+        ("web_search_options", {}),
+        ("service_tier", "flex"),
+        ("store", True),
+        ("verbosity", "low"),
+    ],
+)
+def test_a_field_of_openais_api_that_chatweb_does_not_honour_is_400_naming_it(users, orphan, key, field, value):
+    """Never silently ignored (before: tools, response_format, logprobs... were, and the
+    client got prose where it asked for a call or JSON)."""
+    error = assert_error(call({**GOOD, field: value}, key=key), 400, code="unsupported_parameter", param=field)
+    assert field in error["message"]
+
+
+def test_token_ids_outside_the_models_vocabulary_are_400_before_anything_is_counted(users, fake_worker, key):
+    """The live workers report their model's vocabulary in their heartbeats; admission checks
+    logit_bias and stop_token_ids against it (the engine would refuse them after the quota)."""
+    (name,) = [w["name"] for w in presence.live_workers(fake_worker.name)]
+    beat = {**presence.worker_beat(name), "vocab_size": 1000}
+    presence.client().set(presence.WORKER_PREFIX + name, json.dumps(beat), ex=60)
+    body = {**GOOD, "model": fake_worker.name}
+    assert_error(call({**body, "logit_bias": {"999": 5, "1000": -100}}, key=key), 400, param="logit_bias")
+    assert_error(call({**body, "stop_token_ids": [5, 4096]}, key=key), 400, param="stop_token_ids")
 
 
 def test_no_live_worker_is_503_with_retry_after(users, orphan, key):

@@ -38,3 +38,18 @@ def test_unknown_bearer_key_is_401(asgi_api, models):
 
 def test_models_rejects_post(asgi_api, users, models):
     assert asgi_api.post("/api/models", user=users.alice).status_code == 405
+
+
+def test_a_model_is_retrieved_with_the_official_client_and_a_disabled_or_unknown_one_is_404(asgi_api, users, models):
+    """OpenAI's retrieve (`client.models.retrieve`): the card the list shows; a disabled or
+    unknown model is a 404 model_not_found, as a request naming it is."""
+    from accounts.services import api_key_create
+
+    key = api_key_create(user=users.alice, name="models")[1]
+    card = asgi_api.get("/api/v1/models/small", key=key).json()
+    listed = asgi_api.get("/api/v1/models", key=key).json()["data"][0]
+    assert card == listed
+    for name in ("off", "nothing-by-this-name"):
+        response = asgi_api.get(f"/api/models/{name}", key=key)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+    assert asgi_api.get("/api/models/small").status_code == 401

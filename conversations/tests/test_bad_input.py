@@ -79,6 +79,21 @@ nearly_valid = st.fixed_dictionaries(
             "reasoning_effort": st.sampled_from(["low", "medium", "high", "max"]),
             "n": st.integers(min_value=-1, max_value=3),
             "user": st.text(max_size=20),
+            "top_k": st.integers(min_value=-3, max_value=10**7),
+            "min_p": st.floats(min_value=-1, max_value=2),
+            "min_tokens": st.integers(min_value=-5, max_value=10**7),
+            "logit_bias": st.dictionaries(
+                st.one_of(st.integers(min_value=-5, max_value=10**10).map(str), st.text(max_size=5)),
+                st.floats(min_value=-200, max_value=200),
+                max_size=5,
+            ),
+            "stop_token_ids": st.lists(st.integers(min_value=-5, max_value=10**10), max_size=5),
+            "tools": st.lists(json_values, max_size=2),
+            "tool_choice": st.one_of(st.sampled_from(["none", "auto", "required"]), json_values),
+            "response_format": st.one_of(st.sampled_from([{"type": "text"}, {"type": "json_object"}]), json_values),
+            "logprobs": st.booleans(),
+            "top_logprobs": st.integers(min_value=-1, max_value=30),
+            "store": st.booleans(),
         }.items()
     },
 )

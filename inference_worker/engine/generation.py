@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 OUTCOME_RETRY_SECONDS = 20.0  # within finish()'s 30 s: how long an end waits for Redis to come back
 
 
+class InvalidParams(ValueError):
+    """A sampling parameter the engine cannot take (`param` names it, as vLLM's own errors do)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 @dataclass
 class RequestState:
     request_id: str
@@ -104,6 +112,11 @@ class Generating:
         future = asyncio.run_coroutine_threadsafe(self._generate(job, state, claimed), self.loop)
         return state, future
 
+    def vocab_size(self) -> int | None:
+        """The loaded model's vocabulary (token ids below it are the model's); None unloaded."""
+        engine = self.engine
+        return engine.model_config.get_vocab_size() if engine is not None else None
+
     @staticmethod
     async def _won(claimed: concurrent.futures.Future | None) -> bool:
         return claimed is None or bool(await asyncio.wrap_future(claimed))
@@ -126,18 +139,26 @@ class Generating:
             from inference_worker.testing import SCRIPT_ARG
 
             extra = {SCRIPT_ARG: script}
+        vocab = self.vocab_size()
+        for name, ids in p.token_ids().items():
+            if vocab and any(t >= vocab for t in ids):
+                raise InvalidParams(name, f"{name}: token ids outside the model's vocabulary of {vocab:,}")
         pick = lambda value, default: default if value is None else value  # noqa: E731
         return SamplingParams(
             temperature=pick(p.temperature, spec.default_temperature),
             top_p=pick(p.top_p, spec.default_top_p),
+            top_k=pick(p.top_k, 0),
+            min_p=pick(p.min_p, 0.0),
             max_tokens=p.max_tokens or spec.default_max_tokens,
+            min_tokens=pick(p.min_tokens, 0),
             repetition_penalty=pick(p.repetition_penalty, 1.0),
             presence_penalty=pick(p.presence_penalty, 0.0),
             frequency_penalty=pick(p.frequency_penalty, 0.0),
             seed=p.seed,
             ignore_eos=bool(p.ignore_eos),  # benchmarks: fixed-length answers
             stop=p.stop or None,
-            stop_token_ids=prompt.stop_token_ids or None,
+            stop_token_ids=[*prompt.stop_token_ids, *(p.stop_token_ids or [])] or None,
+            logit_bias={int(t): bias for t, bias in p.logit_bias.items()} if p.logit_bias else None,
             output_kind=RequestOutputKind.DELTA,
             detokenize=self.spec.prompt_format != "harmony",
             extra_args=extra,
@@ -191,7 +212,18 @@ class Generating:
                 }
                 return state
             state.prompt_tokens = len(prompt.token_ids)
-            sampling = self._sampling_params(job, prompt)
+            try:
+                sampling = self._sampling_params(job, prompt)
+            except ValueError as exc:  # admission checks these; a model it knew nothing of yet, here
+                param = getattr(exc, "parameter", None) or getattr(exc, "param", None)
+                state.status, state.error, state.error_code = "failed", str(exc), "invalid_params"
+                state.final_event = {
+                    "event": Event.ERROR,
+                    "message": str(exc),
+                    "code": state.error_code,
+                    "param": param,
+                }
+                return state
             if not await self._won(claimed):
                 return self._dropped(state)
             state.started_at = time.time()

@@ -37,6 +37,7 @@ class Heartbeat:
     requests: dict[str, RequestState]
     held: set[str]
     _redis: Any
+    vocab_size: Any  # Generating's
 
     def heartbeat(self) -> dict[str, Any]:
         used, total = self.memory()
@@ -58,6 +59,7 @@ class Heartbeat:
             "in_flight": len(self.requests),
             "requests": list(self.held),  # the web tier reaps answers a live worker no longer holds
             "max_num_seqs": self.spec.max_num_seqs,
+            "vocab_size": self.vocab_size(),  # admission checks token ids against it
             "engine_unfinished": self.engine.get_num_unfinished_requests() if self.engine is not None else 0,
             "loads": self.loads,
             "error": self.load_error,
