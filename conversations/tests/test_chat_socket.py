@@ -175,14 +175,26 @@ def bread_socket(server, user) -> ChatSocket:
 
 
 def test_a_waiting_answer_is_told_its_place_in_the_queue(live_daphne, users, bread_worker):
-    """A worker that runs one answer at a time, and three chats sent at once."""
+    """A worker that runs one answer at a time, and three chats sent at once. The worker is
+    frozen while they are sent (well within its heartbeat's TTL), so none has started when
+    the last is admitted: sent to a running worker, the first answer (half a second here)
+    could end before the third was admitted, and the third was rightly told nothing (a
+    fresh-clone run)."""
+    import signal
+
     sockets = []
     try:
         for _ in range(3):
             sockets.append(bread_socket(live_daphne, users.alice))
-        for socket in sockets:
-            socket.send(type="send", content="Tell me about bread.")
+        os.killpg(bread_worker.process.pid, signal.SIGSTOP)
+        try:
+            for socket in sockets:
+                socket.send(type="send", content="Tell me about bread.")
+            first = sockets[2].until("queue", "error", timeout=5)
+        finally:
+            os.killpg(bread_worker.process.pid, signal.SIGCONT)
         outcomes = [socket.until("done", "error", timeout=240) for socket in sockets]
+        outcomes[2] = first + outcomes[2]
     finally:
         for socket in sockets:
             socket.close()
