@@ -69,7 +69,11 @@ class Follower:
         self.request_id, self.model, self.message_id, self.worker = request_id, model, message_id, worker
         self.started = worker is not None
         self.next_seq = 0  # the seq of the next delta: one further on means some were lost
-        self.sent = {"content": "", "reasoning": ""}  # the text passed on so far
+        self.sent = {
+            "content": "",
+            "reasoning": "",
+            "arguments": "",
+        }  # the text passed on so far (arguments: of a call)
         self.held: list[dict] | None = None  # deltas after a gap, waiting for the whole text
         self.held_since = 0.0
         self.last_event = time.monotonic()

@@ -120,10 +120,39 @@ class Sampling(BaseModel):
         return given
 
 
-class HistoryMessage(BaseModel):
+TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
+
+
+class ToolCall(BaseModel):
+    """A function call the model made: its arguments as the JSON text it wrote."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-    role: Literal["user", "assistant"]
+    id: str = Field(min_length=1, max_length=100)
+    name: str = Field(pattern=TOOL_NAME)
+    arguments: str = ""
+
+
+class HistoryMessage(BaseModel):
+    """One message of the history: a user's, an assistant's (its answer, or the calls it made
+    with the reasoning that led to them), or a tool's result for one call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: Literal["user", "assistant", "tool"]
     content: str
+    reasoning: str = ""  # an assistant's, sent back on tool-calling turns (harmony needs it)
+    tool_calls: list[ToolCall] = []
+    tool_call_id: str = ""  # a tool's: the call it answers
+    name: str = ""  # a tool's: the function that was called
+
+
+class FunctionTool(BaseModel):
+    """A function the model may call (OpenAI's `tools` entry of type function)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=TOOL_NAME)
+    description: str = ""
+    parameters: dict | None = None  # a JSON schema (checked as one at the surface)
+    strict: bool = False
 
 
 class Generation(BaseModel):
@@ -136,6 +165,8 @@ class Generation(BaseModel):
     system_prompt: str = ""
     messages: list[HistoryMessage]
     params: Sampling = Sampling()
+    tools: list[FunctionTool] = []
+    tool_choice: str = "auto"  # "auto", "none", "required", or the name of a function
     enqueued_at: float = Field(default_factory=time.time)
     date: str | None = None  # the prompt's "current date" (harmony); today when None
     script: list[int] | None = None  # tests only: token ids a scripted worker is made to say

@@ -195,9 +195,11 @@ def request_stop(request_id: str) -> None:
     r.publish(ABORT_CHANNEL, request_id)
 
 
-async def keep_outcome(r, request_id: str, final: dict[str, Any], content: str, reasoning: str) -> None:
+async def keep_outcome(
+    r, request_id: str, final: dict[str, Any], content: str, reasoning: str, arguments: str = ""
+) -> None:
     """Keep how an answer ended, and its text, for a reader that lost events (`r`: redis.asyncio)."""
-    outcome = {"final": final, "content": content, "reasoning": reasoning}
+    outcome = {"final": final, "content": content, "reasoning": reasoning, "arguments": arguments}
     await r.set(OUTCOME_PREFIX + request_id, json.dumps(outcome), ex=OUTCOME_TTL)
 
 

@@ -111,6 +111,7 @@ class HarmonyPromptBuilder(PromptBuilder):
             ReasoningEffort,
             Role,
             SystemContent,
+            ToolDescription,
         )
 
         effort = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}[
@@ -122,19 +123,60 @@ class HarmonyPromptBuilder(PromptBuilder):
                 Role.SYSTEM, SystemContent.new().with_reasoning_effort(effort).with_conversation_start_date(today)
             )
         ]
-        if system:
-            messages.append(
-                Message.from_role_and_content(Role.DEVELOPER, DeveloperContent.new().with_instructions(system))
-            )
+        # tool_choice "none": the model is not told of the functions, so it cannot call one.
+        tools = options.get("tools") or [] if options.get("tool_choice") != "none" else []
+        if system or tools:
+            developer = DeveloperContent.new()
+            if system:
+                developer = developer.with_instructions(system)
+            if tools:
+                developer = developer.with_function_tools(
+                    [
+                        ToolDescription.new(t["name"], t.get("description") or "", parameters=t.get("parameters"))
+                        for t in tools
+                    ]
+                )
+            messages.append(Message.from_role_and_content(Role.DEVELOPER, developer))
         for turn in turns:
-            if turn["role"] == "assistant":
-                # Only the final answer goes back: earlier reasoning is not re-sent.
-                messages.append(Message.from_role_and_content(Role.ASSISTANT, turn["content"]).with_channel("final"))
-            else:
-                messages.append(Message.from_role_and_content(Role.USER, turn["content"]))
+            messages += _harmony_messages(turn)
+        # harmony drops the reasoning of turns before the last final answer by itself
         return list(
             self.encoding.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
         )
+
+
+def _harmony_messages(turn: dict[str, Any]) -> list:
+    """One history message as harmony's messages: an answer goes back as its final text; a
+    turn that called functions as its reasoning, its preamble and each call; a tool's result
+    as a message from the function to the assistant."""
+    from openai_harmony import Author, Message, Role
+
+    role = turn["role"]
+    if role == "user":
+        return [Message.from_role_and_content(Role.USER, turn["content"])]
+    if role == "tool":
+        author = Author.new(Role.TOOL, f"functions.{turn.get('name') or 'unknown'}")
+        return [
+            Message.from_author_and_content(author, turn["content"])
+            .with_channel("commentary")
+            .with_recipient("assistant")
+        ]
+    calls = turn.get("tool_calls") or []
+    if not calls:
+        return [Message.from_role_and_content(Role.ASSISTANT, turn["content"]).with_channel("final")]
+    messages = []
+    if turn.get("reasoning"):
+        messages.append(Message.from_role_and_content(Role.ASSISTANT, turn["reasoning"]).with_channel("analysis"))
+    if turn["content"]:  # a preamble: commentary with no recipient
+        messages.append(Message.from_role_and_content(Role.ASSISTANT, turn["content"]).with_channel("commentary"))
+    for call in calls:
+        messages.append(
+            Message.from_role_and_content(Role.ASSISTANT, call["arguments"] or "{}")
+            .with_channel("commentary")
+            .with_recipient(f"functions.{call['name']}")
+            .with_content_type("<|constrain|>json")
+        )
+    return messages
 
 
 class ChatTemplatePromptBuilder(PromptBuilder):

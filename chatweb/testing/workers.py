@@ -188,10 +188,55 @@ def gpt_oss_script() -> list[int]:
     return encoding.encode(text, allowed_special="all")
 
 
+# A function-calling exchange the tiny gpt-oss is scripted to play: the question makes it
+# call get_weather; the tool's result (the last message of the next request) makes it answer.
+WEATHER_QUESTION = "What is the weather in Paris?"
+WEATHER_REASONING = "The user wants the weather in Paris. Call get_weather."
+WEATHER_ARGUMENTS = '{"city": "Paris"}'
+WEATHER_RESULT = '{"temperature": 21, "sky": "sunny"}'
+WEATHER_ANSWER = "It is 21 degrees and sunny in Paris."
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather now in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def weather_scripts() -> dict[str, list[int]]:
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    call = (
+        f"<|channel|>analysis<|message|>{WEATHER_REASONING}<|end|>"
+        "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+        f"<|message|>{WEATHER_ARGUMENTS}<|call|>"
+    )
+    answer = (
+        "<|channel|>analysis<|message|>The tool says 21 and sunny.<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{WEATHER_ANSWER}<|return|>"
+    )
+    return {
+        WEATHER_QUESTION: encoding.encode(call, allowed_special="all"),
+        WEATHER_RESULT: encoding.encode(answer, allowed_special="all"),
+    }
+
+
 @pytest.fixture(scope="session")
 def gpt_oss_worker(start_worker) -> WorkerProcess:
-    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER."""
-    return start_worker("gpt-oss-test", env=script_env(gpt_oss_script()))
+    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER, and
+    to play the get_weather exchange (weather_scripts) when asked WEATHER_QUESTION."""
+    import json
+
+    env = {**script_env(gpt_oss_script()), "CHATWEB_SCRIPTS": json.dumps(weather_scripts())}
+    return start_worker("gpt-oss-test", env=env)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 - chat_completions.py: `POST chat/completions`, following its reply with reply_stream.py;
 - model_list.py: `GET models` and `GET models/{id}`;
-- protocol.py: the request and response models (every body and event is one of them);
+- chat_request.py: the request's models, and the OpenAI fields refused by name;
+- protocol.py: the response models (every body and event is one of them);
+- tool_calls.py: a function call streamed in OpenAI's pieces, and checked if strict;
 - errors.py: `ApiError`, the one error type, and its one rendering (OpenAI's error shape),
   also for Django's own 400 / 404 / 500 under /api/;
 - auth.py: the caller (a key, or for reads the browser's session);

@@ -23,21 +23,24 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.models import SiteSettings
 from conversations import admission, services
-from conversations.api import protocol
+from conversations.api import chat_request
 from conversations.api.auth import ApiCaller, authenticate
+from conversations.api.chat_request import ChatCompletionRequest
 from conversations.api.errors import ApiError
 from conversations.api.handler import api_view, too_large
 from conversations.api.protocol import (
     AssistantMessage,
     ChatCompletion,
-    ChatCompletionRequest,
     Choice,
     ChunkEncoder,
     DeltaMessage,
+    FunctionCallOut,
+    ToolCallOut,
     Usage,
     json_response,
 )
 from conversations.api.reply_stream import ReplyStream, abandon, follow
+from conversations.api.tool_calls import CallStream, bad_call
 from conversations.follower import Follower
 from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message
@@ -90,11 +93,14 @@ async def create_chat_completion(request: HttpRequest) -> HttpResponse:
         raise _engine_error(first or {"code": "engine_error"})
     if not body.stream:
         answer = await _collect(stream, replies, first, request_id, show_reasoning)
+        bad = bad_call(answer.end.get("tool_calls") or [], body.tools)
+        if bad is not None:
+            raise bad
         return json_response(_completion(answer, completion_id, created, body.model))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = ChunkEncoder(completion_id, created, body.model)
     response = StreamingHttpResponse(
-        _sse(stream, replies, first, chunks, request_id, include_usage, show_reasoning),
+        _sse(stream, replies, first, chunks, request_id, include_usage, show_reasoning, body.tools),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
@@ -120,11 +126,14 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
     caller = authenticate(request, site)
     body = _parse(request)
     history = body.history()
-    if not history or history[-1].role != "user":
-        raise ApiError(400, "The last message must be from the user.", param="messages", code="invalid_messages")
+    if not history or history[-1].role not in ("user", "tool"):
+        raise ApiError(
+            400, "The last message must be the user's or a tool's.", param="messages", code="invalid_messages"
+        )
     model = ChatModel.objects.filter(name=body.model, enabled=True).first()
     if model is None:
         raise ApiError(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
+    _check_tools(body, model)
 
     def store(sampling: Sampling) -> TurnJob:
         job = TurnJob(
@@ -134,6 +143,8 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
                 system_prompt=body.system_prompt(),
                 messages=history,
                 params=sampling,
+                tools=body.function_tools(),
+                tool_choice=body.choice(),
             ),
             user_id=caller.user.pk,
             api_key_id=caller.key.pk if caller.key else None,
@@ -151,6 +162,27 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
     return Admitted(caller, body, job.message_id, site.may_see_reasoning(caller.user))
 
 
+def _check_tools(body: ChatCompletionRequest, model: ChatModel) -> None:
+    """Functions need a prompt format that carries them (harmony: gpt-oss); a call forced by
+    tool_choice is refused until it can be enforced rather than hoped for."""
+    uses_tools = body.tools or any(m.role == "tool" or m.tool_calls for m in body.messages)
+    if uses_tools and model.prompt_format != "harmony":
+        raise ApiError(
+            400,
+            f"{model.display_name} cannot be given functions (its prompt format, {model.prompt_format}, has no "
+            "place for them); use a gpt-oss model.",
+            param="tools",
+            code="unsupported_parameter",
+        )
+    if body.choice() not in ("auto", "none"):
+        raise ApiError(
+            400,
+            "tool_choice 'required' or a named function is not supported yet; use 'auto'.",
+            param="tool_choice",
+            code="unsupported_value",
+        )
+
+
 def _parse(request: HttpRequest) -> ChatCompletionRequest:
     """The body, read once the caller is known (a caller without a key learns nothing of it)."""
     try:
@@ -161,14 +193,14 @@ def _parse(request: HttpRequest) -> ChatCompletionRequest:
         raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(raw, dict):
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
-    field = protocol.unhonoured(raw)
+    field = chat_request.unhonoured(raw)
     if field is not None:
         message = f"'{field}' is not supported by chatweb; leave it out of the request (see the README's field table)."
         raise ApiError(400, message, param=field, code="unsupported_parameter")
     try:
-        return ChatCompletionRequest.model_validate(raw)
-    except protocol.ValidationError as exc:
-        message, param = protocol.first_error(exc)
+        return chat_request.ChatCompletionRequest.model_validate(raw)
+    except chat_request.ValidationError as exc:
+        message, param = chat_request.first_error(exc)
         raise ApiError(400, message, param=param, code="invalid_value") from None
 
 
@@ -188,6 +220,8 @@ def _save_call(
     )
     parent = None
     for message in history:
+        if message.role == "tool":  # a conversation keeps text; a tool's result has no place in it yet
+            continue
         parent = Message.objects.create(
             conversation=conversation, parent=parent, role=message.role, content=message.content
         )
@@ -199,7 +233,7 @@ def _save_call(
 
 def _finish_reason(event: dict) -> str:
     reason = event.get("finish_reason") or "stop"
-    return reason if reason in ("stop", "length") else "stop"
+    return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
 def _was_stopped(event: dict) -> bool:
@@ -251,7 +285,16 @@ async def _collect(
 
 def _completion(answer: Answer, completion_id: str, created: int, model: str) -> ChatCompletion:
     reasoning = answer.reasoning or None
-    message = AssistantMessage(content=answer.content, reasoning_content=reasoning, reasoning=reasoning)
+    calls = [
+        ToolCallOut(id=c["id"], function=FunctionCallOut(name=c["name"], arguments=c["arguments"]))
+        for c in answer.end.get("tool_calls") or []
+    ]
+    message = AssistantMessage(
+        content=answer.content or (None if calls else ""),
+        reasoning_content=reasoning,
+        reasoning=reasoning,
+        tool_calls=calls or None,
+    )
     choice = Choice(message=message, finish_reason=_finish_reason(answer.end))
     return ChatCompletion(
         id=completion_id, created=created, model=model, choices=[choice], usage=Usage.of(answer.end.get("usage"))
@@ -266,8 +309,10 @@ async def _sse(
     request_id: str,
     include_usage: bool,
     show_reasoning: bool,
+    tools: list | None = None,
 ):
     finished = False
+    call = CallStream()
     try:
         yield chunks.delta(DeltaMessage(role="assistant", content=""))
         pending = [first]
@@ -281,9 +326,17 @@ async def _sse(
                 content = event.get("content") or None
                 if reasoning or content:
                     yield chunks.delta(DeltaMessage(reasoning_content=reasoning, reasoning=reasoning, content=content))
+                for piece in call.pieces(event):
+                    yield chunks.delta(DeltaMessage(tool_calls=[piece]))
             elif kind == "waiting":
                 yield b": waiting\n\n"  # an SSE comment: clients skip it, proxies see the stream alive
             elif kind == "done" and not _was_stopped(event):
+                for piece in call.rest(event.get("tool_calls") or []):
+                    yield chunks.delta(DeltaMessage(tool_calls=[piece]))
+                bad = bad_call(event.get("tool_calls") or [], tools)
+                if bad is not None:
+                    yield bad.event()
+                    break
                 yield chunks.finish(_finish_reason(event))
                 if include_usage:
                     yield chunks.usage(Usage.of(event.get("usage")))

@@ -1,10 +1,7 @@
-"""The API's wire shapes, as pydantic models (vLLM's entrypoints/openai/protocol.py is the model).
-
-Requests are validated strictly: unknown fields are ignored, as OpenAI's own server does
-with ones it does not know; known fields with bad values are refused with the field
-named in `param`. Every response body and every server-sent event is one of the
-response models below, dumped to JSON with json.dumps' separators, as the API has
-always written it (clients may match its text).
+"""The API's response shapes, as pydantic models (vLLM's entrypoints/openai/protocol.py is the
+model); the requests are in chat_request.py. Every response body and every server-sent
+event is one of the models below, dumped to JSON with json.dumps' separators, as the API
+has always written it (clients may match its text).
 """
 
 from __future__ import annotations
@@ -13,128 +10,25 @@ import json
 from typing import Any, Literal
 
 from django.http import JsonResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from inference_worker.jobs import HistoryMessage, Integer, Sampling
+from pydantic import BaseModel, Field
 
 __all__ = [
+    "AssistantMessage",
     "ChatCompletion",
     "ChatCompletionChunk",
-    "ChatCompletionRequest",
+    "Choice",
     "ChunkEncoder",
+    "DeltaFunction",
+    "DeltaMessage",
+    "DeltaToolCall",
     "ErrorResponse",
+    "FunctionCallOut",
     "ModelCard",
     "ModelList",
+    "ToolCallOut",
     "Usage",
-    "ValidationError",
-    "first_error",
     "json_response",
 ]
-
-# --- requests -------------------------------------------------------------------------
-
-
-class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(Sampling):
-    """The sampling parameters are Sampling's own fields: the chat's, with the same ranges."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field(min_length=1, max_length=100)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=2000)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_completion_tokens: Integer | None = Field(default=None, ge=1, le=1_000_000)
-    n: Integer | None = Field(default=None, ge=1, le=1)
-    user: str | None = Field(default=None, max_length=256)
-
-    @model_validator(mode="after")
-    def _storable_text(self) -> ChatCompletionRequest:
-        """Text that every database stores and the tokenizers accept: no NUL, no lone surrogate."""
-        texts = [("model", self.model), ("user", self.user or "")]
-        texts += [(f"messages.{i}.content", m.text()) for i, m in enumerate(self.messages)]
-        texts += [("stop", s) for s in self.stop or []]
-        for where, text in texts:
-            if "\x00" in text:
-                raise ValueError(f"{where}: contains a NUL character")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(f"{where}: not valid Unicode (a lone surrogate)") from None
-        return self
-
-    def system_prompt(self) -> str:
-        return "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
-
-    def history(self) -> list[HistoryMessage]:
-        return [HistoryMessage(role=m.role, content=m.text()) for m in self.messages if m.role in ("user", "assistant")]
-
-    def sampling(self) -> Sampling:
-        fields = {name: getattr(self, name) for name in Sampling.model_fields}
-        fields["max_tokens"] = self.max_completion_tokens or self.max_tokens
-        return Sampling(**fields)
-
-
-# OpenAI's request fields chatweb does not honour (yet), each with the values that ask for
-# nothing: any other value is refused by name, never ignored (a client must not silently
-# get something other than what it asked for). Fields outside OpenAI's API are ignored.
-UNHONOURED: dict[str, tuple[Any, ...]] = {
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
-    "functions": (None, []),
-    "function_call": (None, "none"),
-    "response_format": (None, {"type": "text"}),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
-    "audio": (None,),
-    "modalities": (None, ["text"]),
-    "prediction": (None,),
-    "web_search_options": (None,),
-    "service_tier": (None, "auto", "default"),
-    "store": (None, False),  # OpenAI's stored completions: chatweb keeps calls per key instead
-    "verbosity": (None,),
-}
-
-
-def unhonoured(raw: dict[str, Any]) -> str | None:
-    """The first field of `raw` that asks for something chatweb does not do."""
-    return next((field for field, nothing in UNHONOURED.items() if raw.get(field) not in nothing), None)
-
-
-def first_error(exc: ValidationError) -> tuple[str, str | None]:
-    """A readable sentence for the first problem, and the field it is about (OpenAI's `param`)."""
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"]) or None
-    if error["type"] == "missing":
-        return f"Missing required parameter: '{where}'.", where
-    if where == "n":
-        return "Only n=1 is supported.", where
-    message = error["msg"].removeprefix("Value error, ")
-    if where is None and ": " in message:  # a whole-request check names its field first
-        where, message = message.split(": ", 1)
-    return f"Invalid value for '{where}': {message}.", where
-
-
-# --- responses ------------------------------------------------------------------------
 
 
 def _absent(value: Any) -> bool:
@@ -194,16 +88,29 @@ class Usage(BaseModel):
         )
 
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
 
 
 class AssistantMessage(BaseModel):
-    """The answer; its reasoning only for those who may see it (twice: vLLM's and OpenRouter's names)."""
+    """The answer; its reasoning only for those who may see it (twice: vLLM's and OpenRouter's
+    names); the function calls it made (content is then null unless the model wrote a preamble)."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     reasoning_content: str | None = omitted()
     reasoning: str | None = omitted()
+    tool_calls: list[ToolCallOut] | None = omitted()
 
 
 class Choice(BaseModel):
@@ -222,11 +129,26 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class DeltaFunction(BaseModel):
+    name: str | None = omitted()
+    arguments: str = ""
+
+
+class DeltaToolCall(BaseModel):
+    """A piece of a call: its index, id, type and name first, then its arguments in pieces."""
+
+    index: int = 0
+    id: str | None = omitted()
+    type: Literal["function"] | None = omitted()
+    function: DeltaFunction
+
+
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = omitted()
     reasoning_content: str | None = omitted()
     reasoning: str | None = omitted()
     content: str | None = omitted()
+    tool_calls: list[DeltaToolCall] | None = omitted()
 
 
 class ChunkChoice(BaseModel):

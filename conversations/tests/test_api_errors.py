@@ -107,8 +107,6 @@ def test_unknown_fields_are_ignored_and_unknown_models_are_404(users, orphan, ke
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("tools", [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]),
-        ("tool_choice", "required"),
         ("functions", [{"name": "f"}]),
         ("function_call", "auto"),
         ("response_format", {"type": "json_object"}),

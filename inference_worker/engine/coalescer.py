@@ -28,8 +28,10 @@ class Coalescer:
     def __init__(self, host: Replier, request_id: str, interval: float | Callable[[], float]) -> None:
         # interval: seconds, or a function of the moment (EngineHost.publish_interval)
         self.host, self.request_id, self.interval = host, request_id, interval
-        self.content = self.reasoning = ""  # waiting to be sent
-        self.sent_content = self.sent_reasoning = ""  # everything sent so far
+        self.content = self.reasoning = self.arguments = ""  # waiting to be sent
+        self.sent_content = self.sent_reasoning = self.sent_arguments = ""  # everything sent so far
+        self.call: dict[str, str] | None = None  # the function call being written: id, name
+        self.call_sent = False
         self.last_sent = 0.0
         self.sent_any = False
         self.seq = 0
@@ -47,10 +49,17 @@ class Coalescer:
         if self.leading is not None:
             await self.leading
 
-    async def push(self, content: str, reasoning: str) -> None:
+    async def calling(self, call_id: str, name: str) -> None:
+        """The model began a function call: what came before goes out first, and the call's
+        id and name go with the first delta of its arguments."""
+        await self.flush()
+        self.call, self.call_sent = {"id": call_id, "name": name}, False
+
+    async def push(self, content: str, reasoning: str, arguments: str = "") -> None:
         self.content += content
         self.reasoning += reasoning
-        if not (self.content or self.reasoning):
+        self.arguments += arguments
+        if not (self.content or self.reasoning or self.arguments):
             return
         interval = self.interval() if callable(self.interval) else self.interval
         wait = interval - (time.monotonic() - self.last_sent)
@@ -68,16 +77,21 @@ class Coalescer:
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-            if not (self.content or self.reasoning):
+            if not (self.content or self.reasoning or self.arguments):
                 return
             event: dict[str, Any] = {"event": Event.DELTA, "seq": self.seq}
             if self.content:
                 event["content"] = self.content
             if self.reasoning:
                 event["reasoning"] = self.reasoning
+            if self.arguments:
+                event["arguments"] = self.arguments
+            if self.call is not None and not self.call_sent:
+                event["tool_call"], self.call_sent = self.call, True
             self.sent_content += self.content
             self.sent_reasoning += self.reasoning
-            self.content = self.reasoning = ""
+            self.sent_arguments += self.arguments
+            self.content = self.reasoning = self.arguments = ""
             self.seq += 1
             self.sent_any = True
             self.last_sent = time.monotonic()
@@ -99,6 +113,8 @@ class Coalescer:
                     "seq": self.seq,
                     "content": self.sent_content,
                     "reasoning": self.sent_reasoning,
+                    "arguments": self.sent_arguments,
+                    **({"tool_call": self.call} if self.call_sent else {}),
                 },
             )
 

@@ -13,6 +13,7 @@ import concurrent.futures
 import datetime
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ class RequestState:
     error_code: str = ""
     aborted: bool = False
     final_event: dict[str, Any] | None = None  # "done" or "error", sent once the result is stored
+    tool_calls: list[dict[str, str]] = field(default_factory=list)  # id, name, arguments
 
     def timings(self) -> dict[str, float | None]:
         ttft = (self.first_token_at - self.started_at) * 1000 if self.first_token_at else None
@@ -89,6 +91,7 @@ class Generating:
     loop: asyncio.AbstractEventLoop
     scripted_logits: bool
     default_script: list[int] | None
+    scripts: dict[str, list[int]]
     state: str
     engine: Any
     builder: Any
@@ -134,7 +137,10 @@ class Generating:
         p = job.params
         spec = self.spec
         extra = None
-        script = (job.script or self.default_script) if self.scripted_logits else None
+        script = None
+        if self.scripted_logits:
+            by_question = self.scripts.get(job.messages[-1].content) if job.messages else None
+            script = job.script or by_question or self.default_script
         if script:
             from inference_worker.testing import SCRIPT_ARG
 
@@ -199,6 +205,8 @@ class Generating:
                     options={
                         "reasoning_effort": job.params.reasoning_effort or self.spec.default_reasoning_effort,
                         "date": job.date or datetime.date.today().isoformat(),
+                        "tools": [t.model_dump() for t in job.tools],
+                        "tool_choice": job.tool_choice,
                     },
                 )
             except PromptTooLong as exc:
@@ -274,17 +282,27 @@ class Generating:
         finish_reason = ""
         async for output in self.engine.generate({"prompt_token_ids": prompt.token_ids}, sampling, rid):
             completion = output.outputs[0]
-            content = reasoning = ""
+            content = reasoning = arguments = ""
             if parser is not None:
                 for token in completion.token_ids:
                     parser.process(token)
                     delta = parser.last_content_delta or ""
                     if not delta:
                         continue
-                    if parser.current_channel == "analysis":
+                    recipient = parser.current_recipient or ""
+                    if recipient.startswith("functions."):  # a call: its arguments, after what came before
+                        if not state.tool_calls or state.tool_calls[-1]["recipient"] != recipient:
+                            await coalescer.push(content, reasoning)
+                            content = reasoning = ""
+                            call = {"id": f"call_{uuid.uuid4().hex[:24]}", "name": recipient.removeprefix("functions.")}
+                            state.tool_calls.append({**call, "arguments": "", "recipient": recipient})
+                            await coalescer.calling(call["id"], call["name"])
+                        state.tool_calls[-1]["arguments"] += delta
+                        arguments += delta
+                    elif parser.current_channel == "analysis":
                         reasoning += delta
                         state.reasoning_tokens += 1
-                    else:
+                    else:  # the final answer, or a preamble to a call (commentary to no one)
                         content += delta
             else:
                 content = completion.text
@@ -293,8 +311,8 @@ class Generating:
             state.completion_tokens += len(completion.token_ids)
             state.content += content
             state.reasoning += reasoning
-            if content or reasoning:
-                await coalescer.push(content, reasoning)
+            if content or reasoning or arguments:
+                await coalescer.push(content, reasoning, arguments)
             if output.finished:
                 finish_reason = completion.finish_reason or ""
         await coalescer.flush()
@@ -302,7 +320,10 @@ class Generating:
         if state.aborted or finish_reason == "abort":
             state.status, state.finish_reason = "stopped", "abort"
         else:
-            state.status, state.finish_reason = "done", finish_reason or "stop"
+            state.status = "done"
+            state.finish_reason = (
+                "tool_calls" if state.tool_calls and finish_reason != "length" else finish_reason or "stop"
+            )
         state.final_event = {
             "event": Event.DONE,
             "status": state.status,
@@ -310,6 +331,10 @@ class Generating:
             "deltas": coalescer.seq,  # how many were sent: a reader that got fewer lost some
             **self._usage(state),
         }
+        if state.tool_calls:
+            state.final_event["tool_calls"] = [
+                {"id": c["id"], "name": c["name"], "arguments": c["arguments"]} for c in state.tool_calls
+            ]
 
     def finish(self, state: RequestState) -> None:
         """Publish the final event (from the task thread, after the result is stored)."""
@@ -331,7 +356,12 @@ class Generating:
         while True:
             try:
                 await presence.keep_outcome(
-                    self._redis, state.request_id, state.final_event, state.content, state.reasoning
+                    self._redis,
+                    state.request_id,
+                    state.final_event,
+                    state.content,
+                    state.reasoning,
+                    "".join(c["arguments"] for c in state.tool_calls),
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - Redis away: wait for it

@@ -39,6 +39,7 @@ class EngineHost(Lifecycle, Generating, Publishing, Heartbeat, ControlListener):
         publish_budget: float = 500.0,
         scripted_logits: bool = False,
         default_script: list[int] | None = None,
+        scripts: dict[str, list[int]] | None = None,
     ) -> None:
         self.spec = spec
         self.worker_name = worker_name
@@ -48,6 +49,7 @@ class EngineHost(Lifecycle, Generating, Publishing, Heartbeat, ControlListener):
         self.publish_budget = publish_budget
         self.scripted_logits = scripted_logits
         self.default_script = default_script if scripted_logits else None
+        self.scripts = (scripts or {}) if scripted_logits else {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
         self.engine = None

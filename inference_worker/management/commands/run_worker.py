@@ -6,6 +6,7 @@ python manage.py run_worker --model gpt-oss-20b --gpu 1
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -79,6 +80,8 @@ class Command(BaseCommand):
             scripted_logits=envbool("CHATWEB_SCRIPTED_LOGITS", False),
             # tests only: the token ids every request gets when it names no script
             default_script=[int(t) for t in os.environ.get("CHATWEB_SCRIPT", "").split(",") if t.strip()] or None,
+            # tests only: {the last message's text: token ids}, for requests that cannot name a script
+            scripts=json.loads(os.environ.get("CHATWEB_SCRIPTS") or "{}"),
         )
         set_current_host(host)  # for the chat turn's task (conversations.tasks), which Celery finds itself
         host.start()

@@ -1,0 +1,248 @@
+"""The chat completions request, as pydantic models (vLLM's entrypoints/openai/protocol.py is
+the model), and the fields of OpenAI's API that chatweb refuses by name.
+
+Requests are validated strictly: unknown fields are ignored, as OpenAI's own server does
+with ones it does not know; known fields with bad values are refused with the field
+named in `param`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inference_worker.jobs import TOOL_NAME, FunctionTool, HistoryMessage, Integer, Sampling, ToolCall
+
+__all__ = ["ChatCompletionRequest", "ValidationError", "first_error", "unhonoured"]
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: str
+
+
+class CalledFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(pattern=TOOL_NAME)
+    arguments: str = Field(max_length=1_000_000)
+
+
+class RequestToolCall(BaseModel):
+    """A call an assistant message made earlier in the history."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1, max_length=100)
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None  # None: an assistant message that only calls
+    tool_calls: list[RequestToolCall] | None = Field(default=None, max_length=128)
+    tool_call_id: str | None = Field(default=None, max_length=100)
+    reasoning_content: str | None = None  # an assistant's reasoning sent back (vLLM's name)
+    reasoning: str | None = None  # the same (OpenRouter's name)
+
+    @model_validator(mode="after")
+    def _shape(self) -> ChatMessage:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content: is required (only an assistant message with tool_calls may leave it out)")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("tool_call_id: a tool message names the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("tool_calls: only an assistant message makes calls")
+        return self
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(pattern=TOOL_NAME)
+    description: str = Field(default="", max_length=100_000)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _a_schema(self) -> FunctionDefinition:
+        if self.parameters is not None:
+            try:
+                jsonschema.validators.validator_for(self.parameters).check_schema(self.parameters)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"parameters: not a JSON schema ({exc.message})") from None
+        return self
+
+
+class ToolParam(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(Sampling):
+    """The sampling parameters are Sampling's own fields: the chat's, with the same ranges."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=100)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=2000)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_completion_tokens: Integer | None = Field(default=None, ge=1, le=1_000_000)
+    n: Integer | None = Field(default=None, ge=1, le=1)
+    user: str | None = Field(default=None, max_length=256)
+    tools: list[ToolParam] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # gpt-oss makes one call per turn: either value holds
+
+    @model_validator(mode="after")
+    def _tools(self) -> ChatCompletionRequest:
+        names = [t.function.name for t in self.tools or []]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: two functions have the same name")
+        choice = self.tool_choice
+        if choice not in (None, "none") and not names:
+            raise ValueError("tool_choice: is only allowed when tools are given")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"tool_choice: no function named {choice.function.name!r} among the tools")
+        calls: dict[str, str] = {}
+        for i, message in enumerate(self.messages):
+            for call in message.tool_calls or []:
+                calls[call.id] = call.function.name
+            if message.role == "tool" and message.tool_call_id not in calls:
+                raise ValueError(f"messages.{i}.tool_call_id: no earlier assistant call has this id")
+        return self
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> ChatCompletionRequest:
+        """Text that every database stores and the tokenizers accept: no NUL, no lone surrogate."""
+        texts = [("model", self.model), ("user", self.user or "")]
+        texts += [(f"messages.{i}.content", m.text()) for i, m in enumerate(self.messages)]
+        texts += [
+            (f"messages.{i}.tool_calls", c.function.arguments)
+            for i, m in enumerate(self.messages)
+            for c in m.tool_calls or []
+        ]
+        texts += [
+            (f"messages.{i}.reasoning", m.reasoning_content or m.reasoning or "") for i, m in enumerate(self.messages)
+        ]
+        texts += [("stop", s) for s in self.stop or []]
+        for where, text in texts:
+            if "\x00" in text:
+                raise ValueError(f"{where}: contains a NUL character")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{where}: not valid Unicode (a lone surrogate)") from None
+        return self
+
+    def system_prompt(self) -> str:
+        return "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
+
+    def history(self) -> list[HistoryMessage]:
+        names: dict[str, str] = {}
+        history = []
+        for m in self.messages:
+            if m.role in ("system", "developer"):
+                continue
+            calls = [
+                ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in m.tool_calls or []
+            ]
+            names.update((c.id, c.name) for c in calls)
+            history.append(
+                HistoryMessage(
+                    role=m.role,
+                    content=m.text(),
+                    reasoning=(m.reasoning_content or m.reasoning or "") if calls else "",
+                    tool_calls=calls,
+                    tool_call_id=m.tool_call_id or "",
+                    name=names.get(m.tool_call_id or "", ""),
+                )
+            )
+        return history
+
+    def function_tools(self) -> list[FunctionTool]:
+        return [
+            FunctionTool(
+                name=t.function.name,
+                description=t.function.description,
+                parameters=t.function.parameters,
+                strict=bool(t.function.strict),
+            )
+            for t in self.tools or []
+        ]
+
+    def choice(self) -> str:
+        """tool_choice as the job carries it: "auto", "none", "required" or a function's name."""
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return self.tool_choice or "auto"
+
+    def sampling(self) -> Sampling:
+        fields = {name: getattr(self, name) for name in Sampling.model_fields}
+        fields["max_tokens"] = self.max_completion_tokens or self.max_tokens
+        return Sampling(**fields)
+
+
+# OpenAI's request fields chatweb does not honour (yet), each with the values that ask for
+# nothing: any other value is refused by name, never ignored (a client must not silently
+# get something other than what it asked for). Fields outside OpenAI's API are ignored.
+UNHONOURED: dict[str, tuple[Any, ...]] = {
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "web_search_options": (None,),
+    "service_tier": (None, "auto", "default"),
+    "store": (None, False),  # OpenAI's stored completions: chatweb keeps calls per key instead
+    "verbosity": (None,),
+}
+
+
+def unhonoured(raw: dict[str, Any]) -> str | None:
+    """The first field of `raw` that asks for something chatweb does not do."""
+    return next((field for field, nothing in UNHONOURED.items() if raw.get(field) not in nothing), None)
+
+
+def first_error(exc: ValidationError) -> tuple[str, str | None]:
+    """A readable sentence for the first problem, and the field it is about (OpenAI's `param`)."""
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]) or None
+    if error["type"] == "missing":
+        return f"Missing required parameter: '{where}'.", where
+    if where == "n":
+        return "Only n=1 is supported.", where
+    message = error["msg"].removeprefix("Value error, ")
+    field, _, rest = message.partition(": ")
+    if rest and re.fullmatch(r"[A-Za-z_][\w.]*", field):  # a check of a whole object names its field first
+        where, message = (f"{where}.{field}" if where else field), rest
+    return f"Invalid value for '{where}': {message}.", where
