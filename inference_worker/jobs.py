@@ -167,6 +167,7 @@ class Generation(BaseModel):
     params: Sampling = Sampling()
     tools: list[FunctionTool] = []
     tool_choice: str = "auto"  # "auto", "none", "required", or the name of a function
+    response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", "schema": ...}
     enqueued_at: float = Field(default_factory=time.time)
     date: str | None = None  # the prompt's "current date" (harmony); today when None
     script: list[int] | None = None  # tests only: token ids a scripted worker is made to say

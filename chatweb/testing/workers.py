@@ -210,6 +210,17 @@ WEATHER_TOOL = {
 }
 
 
+# A structured answer: free reasoning, then the final answer as JSON (response_format).
+STRUCTURED_QUESTION = "Describe Paris as JSON."
+STRUCTURED_ANSWER = '{"city": "Paris", "country": "France"}'
+STRUCTURED_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"],
+    "additionalProperties": False,
+}
+
+
 def weather_scripts() -> dict[str, list[int]]:
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
@@ -223,9 +234,14 @@ def weather_scripts() -> dict[str, list[int]]:
         "<|channel|>analysis<|message|>The tool says 21 and sunny.<|end|>"
         f"<|start|>assistant<|channel|>final<|message|>{WEATHER_ANSWER}<|return|>"
     )
+    structured = (
+        "<|channel|>analysis<|message|>A city and its country, as JSON.<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{STRUCTURED_ANSWER}<|return|>"
+    )
     return {
         WEATHER_QUESTION: encoding.encode(call, allowed_special="all"),
         WEATHER_RESULT: encoding.encode(answer, allowed_special="all"),
+        STRUCTURED_QUESTION: encoding.encode(structured, allowed_special="all"),
     }
 
 

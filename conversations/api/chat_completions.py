@@ -145,6 +145,7 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
                 params=sampling,
                 tools=body.function_tools(),
                 tool_choice=body.choice(),
+                response_format=body.response_format.for_job() if body.response_format else None,
             ),
             user_id=caller.user.pk,
             api_key_id=caller.key.pk if caller.key else None,

@@ -99,6 +99,42 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = Field(pattern=TOOL_NAME)
+    description: str = ""
+    json_schema: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _a_schema(self) -> JsonSchemaFormat:
+        try:
+            jsonschema.validators.validator_for(self.json_schema).check_schema(self.json_schema)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"schema: not a JSON schema ({exc.message})") from None
+        return self
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("json_schema: is required with type json_schema")
+        return self
+
+    def for_job(self) -> dict[str, Any] | None:
+        """What the engine enforces: None for text."""
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        if self.type == "json_schema":
+            return {"type": "json_schema", "schema": self.json_schema.json_schema}
+        return None
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
     include_usage: bool = False
@@ -119,6 +155,7 @@ class ChatCompletionRequest(Sampling):
     tools: list[ToolParam] | None = Field(default=None, max_length=128)
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None  # gpt-oss makes one call per turn: either value holds
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _tools(self) -> ChatCompletionRequest:
@@ -215,7 +252,6 @@ class ChatCompletionRequest(Sampling):
 UNHONOURED: dict[str, tuple[Any, ...]] = {
     "functions": (None, []),
     "function_call": (None, "none"),
-    "response_format": (None, {"type": "text"}),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
     "audio": (None,),

@@ -109,7 +109,6 @@ def test_unknown_fields_are_ignored_and_unknown_models_are_404(users, orphan, ke
     [
         ("functions", [{"name": "f"}]),
         ("function_call", "auto"),
-        ("response_format", {"type": "json_object"}),
         ("logprobs", True),
         ("top_logprobs", 3),
         ("audio", {"voice": "alloy", "format": "wav"}),

@@ -90,7 +90,16 @@ nearly_valid = st.fixed_dictionaries(
             "stop_token_ids": st.lists(st.integers(min_value=-5, max_value=10**10), max_size=5),
             "tools": st.lists(json_values, max_size=2),
             "tool_choice": st.one_of(st.sampled_from(["none", "auto", "required"]), json_values),
-            "response_format": st.one_of(st.sampled_from([{"type": "text"}, {"type": "json_object"}]), json_values),
+            "response_format": st.one_of(
+                st.sampled_from(
+                    [
+                        {"type": "text"},
+                        {"type": "json_object"},
+                        {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}},
+                    ]
+                ),
+                json_values,
+            ),
             "logprobs": st.booleans(),
             "top_logprobs": st.integers(min_value=-1, max_value=30),
             "store": st.booleans(),

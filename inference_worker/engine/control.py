@@ -55,4 +55,4 @@ class ControlListener:
             return
         state.aborted = True
         if self.engine is not None:
-            await self.engine.abort(request_id)
+            await self.engine.abort(state.engine_id)

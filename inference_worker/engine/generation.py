@@ -13,12 +13,12 @@ import concurrent.futures
 import datetime
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference_worker import presence
 from inference_worker.engine.coalescer import Coalescer
+from inference_worker.engine.streaming import grammar_for
 from inference_worker.events import SERVING, Event, WorkerState
 from inference_worker.jobs import Generation
 from inference_worker.prompts import PromptTooLong
@@ -58,6 +58,10 @@ class RequestState:
     aborted: bool = False
     final_event: dict[str, Any] | None = None  # "done" or "error", sent once the result is stored
     tool_calls: list[dict[str, str]] = field(default_factory=list)  # id, name, arguments
+    engine_id: str = ""  # the engine's request now (a structured harmony answer takes two)
+
+    def __post_init__(self) -> None:
+        self.engine_id = self.engine_id or self.request_id
 
     def timings(self) -> dict[str, float | None]:
         ttft = (self.first_token_at - self.started_at) * 1000 if self.first_token_at else None
@@ -84,7 +88,8 @@ class RequestState:
 
 class Generating:
     """A mixin of EngineHost: it runs each request from submit() to finish(). It loads the
-    engine through Lifecycle's _load() and publishes through Publishing's reply()."""
+    engine through Lifecycle's _load(), streams through Streaming's _stream() and publishes
+    through Publishing's reply()."""
 
     spec: EngineSpec
     worker_name: str
@@ -165,6 +170,8 @@ class Generating:
             stop=p.stop or None,
             stop_token_ids=[*prompt.stop_token_ids, *(p.stop_token_ids or [])] or None,
             logit_bias={int(t): bias for t, bias in p.logit_bias.items()} if p.logit_bias else None,
+            # harmony: only the final answer is constrained (Streaming._stream's second step)
+            structured_outputs=grammar_for(job.response_format) if self.spec.prompt_format != "harmony" else None,
             output_kind=RequestOutputKind.DELTA,
             detokenize=self.spec.prompt_format != "harmony",
             extra_args=extra,
@@ -246,7 +253,7 @@ class Generating:
                     "dropped_messages": prompt.dropped,
                 }
             )
-            await self._stream(prompt, sampling, state)
+            await self._stream(prompt, sampling, state, job.response_format)
             return state
         except Exception as exc:  # noqa: BLE001 - every failure reaches the user as an error event
             log.exception("generation %s failed", rid)
@@ -274,67 +281,6 @@ class Generating:
         state.status, state.finish_reason = "stopped", "abort"
         state.final_event = {"event": Event.DONE, "status": "stopped", "finish_reason": "abort", **self._usage(state)}
         return state
-
-    async def _stream(self, prompt, sampling, state: RequestState) -> None:
-        rid = state.request_id
-        coalescer = self.coalescers[rid]
-        parser = _assistant_parser(self.builder.encoding) if self.spec.prompt_format == "harmony" else None
-        finish_reason = ""
-        async for output in self.engine.generate({"prompt_token_ids": prompt.token_ids}, sampling, rid):
-            completion = output.outputs[0]
-            content = reasoning = arguments = ""
-            if parser is not None:
-                for token in completion.token_ids:
-                    parser.process(token)
-                    delta = parser.last_content_delta or ""
-                    if not delta:
-                        continue
-                    recipient = parser.current_recipient or ""
-                    if recipient.startswith("functions."):  # a call: its arguments, after what came before
-                        if not state.tool_calls or state.tool_calls[-1]["recipient"] != recipient:
-                            await coalescer.push(content, reasoning)
-                            content = reasoning = ""
-                            call = {"id": f"call_{uuid.uuid4().hex[:24]}", "name": recipient.removeprefix("functions.")}
-                            state.tool_calls.append({**call, "arguments": "", "recipient": recipient})
-                            await coalescer.calling(call["id"], call["name"])
-                        state.tool_calls[-1]["arguments"] += delta
-                        arguments += delta
-                    elif parser.current_channel == "analysis":
-                        reasoning += delta
-                        state.reasoning_tokens += 1
-                    else:  # the final answer, or a preamble to a call (commentary to no one)
-                        content += delta
-            else:
-                content = completion.text
-            if completion.token_ids and state.first_token_at is None:
-                state.first_token_at = time.time()
-            state.completion_tokens += len(completion.token_ids)
-            state.content += content
-            state.reasoning += reasoning
-            if content or reasoning or arguments:
-                await coalescer.push(content, reasoning, arguments)
-            if output.finished:
-                finish_reason = completion.finish_reason or ""
-        await coalescer.flush()
-        state.finished_at = time.time()
-        if state.aborted or finish_reason == "abort":
-            state.status, state.finish_reason = "stopped", "abort"
-        else:
-            state.status = "done"
-            state.finish_reason = (
-                "tool_calls" if state.tool_calls and finish_reason != "length" else finish_reason or "stop"
-            )
-        state.final_event = {
-            "event": Event.DONE,
-            "status": state.status,
-            "finish_reason": state.finish_reason,
-            "deltas": coalescer.seq,  # how many were sent: a reader that got fewer lost some
-            **self._usage(state),
-        }
-        if state.tool_calls:
-            state.final_event["tool_calls"] = [
-                {"id": c["id"], "name": c["name"], "arguments": c["arguments"]} for c in state.tool_calls
-            ]
 
     def finish(self, state: RequestState) -> None:
         """Publish the final event (from the task thread, after the result is stored)."""
@@ -384,10 +330,3 @@ class Generating:
             },
             **state.timings(),
         }
-
-
-def _assistant_parser(encoding):
-    """A StreamableParser positioned after "<|start|>assistant", where completions begin."""
-    from openai_harmony import Role, StreamableParser
-
-    return StreamableParser(encoding, role=Role.ASSISTANT)
