@@ -271,6 +271,10 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
     if not active:
         return 0
     beats = presence.live_workers()
+    if presence.just_restarted():
+        # Redis keeps no heartbeat across a restart: a worker that has not beaten since is
+        # not gone (before: every answer streaming then was failed as lost).
+        return 0
     held = {w["name"]: set(w.get("requests") or ()) for w in beats}
     models_served = {w["model"] for w in beats}
     reaped = 0

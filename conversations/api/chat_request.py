@@ -9,10 +9,10 @@ named in `param`.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inference_worker.jobs import TOOL_NAME, FunctionTool, HistoryMessage, Integer, Sampling, ToolCall
 
@@ -23,6 +23,17 @@ class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"]
     text: str
+
+
+def _a_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"not a JSON schema ({exc.message})") from None
+    return schema
+
+
+JsonSchema = Annotated[dict[str, Any], AfterValidator(_a_json_schema)]
 
 
 class CalledFunction(BaseModel):
@@ -69,17 +80,8 @@ class FunctionDefinition(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str = Field(pattern=TOOL_NAME)
     description: str = Field(default="", max_length=100_000)
-    parameters: dict[str, Any] | None = None
+    parameters: JsonSchema | None = None
     strict: bool | None = None
-
-    @model_validator(mode="after")
-    def _a_schema(self) -> FunctionDefinition:
-        if self.parameters is not None:
-            try:
-                jsonschema.validators.validator_for(self.parameters).check_schema(self.parameters)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"parameters: not a JSON schema ({exc.message})") from None
-        return self
 
 
 class ToolParam(BaseModel):
@@ -103,16 +105,8 @@ class JsonSchemaFormat(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     name: str = Field(pattern=TOOL_NAME)
     description: str = ""
-    json_schema: dict[str, Any] = Field(alias="schema")
+    json_schema: JsonSchema = Field(alias="schema")
     strict: bool | None = None
-
-    @model_validator(mode="after")
-    def _a_schema(self) -> JsonSchemaFormat:
-        try:
-            jsonschema.validators.validator_for(self.json_schema).check_schema(self.json_schema)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f"schema: not a JSON schema ({exc.message})") from None
-        return self
 
 
 class ResponseFormat(BaseModel):

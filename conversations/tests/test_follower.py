@@ -84,3 +84,18 @@ def test_an_end_kept_by_the_worker_is_found_and_the_worker_need_not_hold_it(user
     ending = check_after_silence(follower, user_id=None)
     assert ending["event"] == "ended" and ending["end"] == final
     assert ending["whole"]["content"] == "the whole text"
+
+
+def test_nothing_is_reaped_while_the_workers_have_not_beaten_since_a_redis_restart(users, fake_worker, monkeypatch):
+    """Redis keeps no heartbeat across a restart. Before: a reap in the seconds after one
+    failed every streaming answer as lost, their workers alive. `presence.uptime` is set to
+    two seconds here (a stand-in: restarting the suite's shared Redis would disturb the
+    session's workers), and the answer's worker has no heartbeat."""
+    from conversations import services
+
+    message = _streaming(users, fake_worker, "req-after-a-restart")
+    Message.objects.filter(pk=message.pk).update(worker="gone-from-redis@host")
+    monkeypatch.setattr(presence, "uptime", lambda: 2)
+    assert services.messages_reap_orphans(Message.objects.filter(pk=message.pk)) == 0
+    monkeypatch.setattr(presence, "uptime", lambda: 3600)
+    assert services.messages_reap_orphans(Message.objects.filter(pk=message.pk)) == 1
