@@ -62,7 +62,7 @@ def _reap_loop(worker: str) -> None:
                 if reaped:
                     log.warning("failed %d answer(s) an earlier %s left streaming", reaped, worker)
                 first = False
-            reaped = services.messages_reap_orphans()
+            reaped = services.messages_reap_orphans(reaper=worker)
             if reaped:
                 log.warning("failed %d answer(s) whose worker is gone", reaped)
         except Exception as exc:  # noqa: BLE001 - the database or Redis is away: the next pass tries again

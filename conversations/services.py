@@ -263,8 +263,11 @@ NOT_STORED = "The worker could not store the end of this answer; the partial ans
 STALE_SECONDS = 30  # a streaming answer its live worker no longer holds, untouched this long, is over
 
 
-def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
-    """Fail active messages whose worker is gone (or that no live worker can ever pick up)."""
+def messages_reap_orphans(queryset: QuerySet[Message] | None = None, *, reaper: str | None = None) -> int:
+    """Fail active messages whose worker is gone (or that no live worker can ever pick up).
+
+    `reaper`: the worker that reaps, if one does. Its own heartbeat missing means the beats
+    are not all written yet (it has just started, or Redis has): nothing is judged then."""
     queryset = Message.objects.all() if queryset is None else queryset
     fields = ("pk", "worker", "status", "model_name", "updated", "request_id", "conversation__owner")
     active = list(queryset.filter(status__in=ACTIVE).select_related("conversation").only(*fields))
@@ -276,6 +279,8 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None) -> int:
         # not gone (before: every answer streaming then was failed as lost).
         return 0
     held = {w["name"]: set(w.get("requests") or ()) for w in beats}
+    if reaper is not None and reaper not in held:
+        return 0
     models_served = {w["model"] for w in beats}
     reaped = 0
     now = timezone.now()

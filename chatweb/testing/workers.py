@@ -260,7 +260,8 @@ def idle_gpt_oss_worker(start_worker) -> WorkerProcess:
     """The same, on its own queue, unloading the model after GPT_OSS_IDLE_SECONDS idle (the
     lifecycle tests watch that). Apart from the shared one: there, each test after a pause
     paid a reload (about 35 s on a 2-core machine)."""
-    return start_worker("gpt-oss-idle", idle_seconds=GPT_OSS_IDLE_SECONDS, env=script_env(gpt_oss_script()))
+    env = {**script_env(gpt_oss_script()), "WORKER_STALL_SECONDS": "4"}  # its consumer watch, soon
+    return start_worker("gpt-oss-idle", idle_seconds=GPT_OSS_IDLE_SECONDS, env=env)
 
 
 BREAD = " ".join(["bread"] * 120)

@@ -99,3 +99,18 @@ def test_nothing_is_reaped_while_the_workers_have_not_beaten_since_a_redis_resta
     assert services.messages_reap_orphans(Message.objects.filter(pk=message.pk)) == 0
     monkeypatch.setattr(presence, "uptime", lambda: 3600)
     assert services.messages_reap_orphans(Message.objects.filter(pk=message.pk)) == 1
+
+
+def test_a_worker_reaps_nothing_before_its_own_heartbeat_is_in_redis(users, fake_worker, monkeypatch):
+    """A worker that has just started (again) reaps on a thread of its own; before its first
+    beat, the answer it has just claimed looked like a dead worker's and was failed (a run
+    of the consumer-watch test here: the answer came, its message said failed)."""
+    from conversations import services
+
+    monkeypatch.setattr(presence, "uptime", lambda: 3600)  # not the seconds after a restart
+    (alive,) = [w["name"] for w in presence.live_workers(fake_worker.name)]
+    message = _streaming(users, fake_worker, "req-claimed-before-the-first-beat")
+    Message.objects.filter(pk=message.pk).update(worker="just-started@host")
+    one = Message.objects.filter(pk=message.pk)
+    assert services.messages_reap_orphans(one, reaper="just-started@host") == 0
+    assert services.messages_reap_orphans(one, reaper=alive) == 1  # another's reap, its own beat in

@@ -105,6 +105,7 @@ class Generating:
     held: set[str]
     coalescers: dict[str, Coalescer]
     last_activity: float
+    submitted: int
     _redis: Any
 
     def submit(
@@ -114,6 +115,7 @@ class Generating:
         the job's message (the task thread claims it meanwhile): the engine checks for a
         stop and builds the prompt while it waits, and drops the request on False before
         anything is published or generated."""
+        self.submitted += 1  # the consumer watch: a job was taken
         state = RequestState(request_id=job.request_id, enqueued_at=job.enqueued_at)
         self.held.add(state.request_id)
         self.requests[state.request_id] = state

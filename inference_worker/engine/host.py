@@ -51,6 +51,7 @@ class EngineHost(Lifecycle, Generating, Streaming, Publishing, Heartbeat, Contro
         self.scripted_logits = scripted_logits
         self.default_script = default_script if scripted_logits else None
         self.scripts = (scripts or {}) if scripted_logits else {}
+        self.submitted = 0  # jobs taken since the process started
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
         self.engine = None

@@ -188,3 +188,23 @@ def test_an_idle_worker_frees_the_model_and_requests_landing_mid_unload_are_answ
     assert max(ttl for ttl, _ in loading) > presence.HEARTBEAT_TTL, "a loading worker's heartbeat outlives a long stall"
     # A loading worker counts no engine process until its new engine is built.
     assert min(memory for _, memory in loading) < loaded["memory_used"], "the engine's memory is given back"
+
+
+def test_a_worker_whose_consumer_stops_taking_jobs_starts_again_and_answers(users, idle_gpt_oss_worker):
+    """Its Celery consumer told to stop taking jobs from its queue (Celery's own
+    cancel_consumer: the state celery#8030 leaves a worker in after Redis restarts within
+    seconds), the worker sees a job wait with a slot free, starts itself again in the same
+    process (the same pid: a supervisor sees no exit) and answers it. Before: the job
+    waited for ever behind a worker that looked alive (a whole-suite run here, 7 minutes)."""
+    from chatweb.celery import app
+
+    run_turn(users.alice, "Warm up.", IDLE_MODEL)
+    pid = idle_gpt_oss_worker.process.pid
+    queue = ensure_model_row(IDLE_MODEL).queue
+    replies = app.control.cancel_consumer(queue, destination=[idle_gpt_oss_worker.name], reply=True, timeout=10)
+    assert replies, "the worker took the order"
+    events, stored = run_turn(users.alice, "Still there?", IDLE_MODEL)
+    assert events[-1]["event"] == "done", events
+    assert (stored.status, stored.content) == ("done", ANSWER), (stored.error, events)
+    assert idle_gpt_oss_worker.process.poll() is None and idle_gpt_oss_worker.process.pid == pid
+    assert "the Celery consumer is stuck" in idle_gpt_oss_worker.log.read_text()

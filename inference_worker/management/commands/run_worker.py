@@ -57,6 +57,7 @@ class Command(BaseCommand):
             cpu_engine_env()
 
         from chatweb.celery import app
+        from inference_worker import consumer_watch
         from inference_worker.engine import EngineHost, EngineSpec
         from inference_worker.jobs import set_current_host
         from inference_worker.models import ChatModel
@@ -85,13 +86,15 @@ class Command(BaseCommand):
         )
         set_current_host(host)  # for the chat turn's task (conversations.tasks), which Celery finds itself
         host.start()
+        slots = concurrency or row.max_num_seqs
+        consumer_watch.watch(host, row.queue, slots, stall_seconds=envint("WORKER_STALL_SECONDS", 30, minimum=0))
         self.stdout.write(f"worker {worker_name}: loading {row.path} (queue {row.queue})")
         try:
             app.worker_main(
                 [
                     "worker",
                     "--pool=threads",
-                    f"--concurrency={concurrency or row.max_num_seqs}",
+                    f"--concurrency={slots}",
                     f"--queues={row.queue}",
                     f"--hostname={worker_name}",
                     "--without-gossip",
