@@ -139,7 +139,10 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
                     "WARNING",
                 ],
                 cwd=ROOT,
-                env=test_environment(CHATWEB_SCRIPTED_LOGITS="1", STREAM_INTERVAL_MS="30", **(env or {})),
+                # A stuck consumer (consumer_watch) costs a test 8 s, not the 30 s of the default.
+                env=test_environment(
+                    CHATWEB_SCRIPTED_LOGITS="1", STREAM_INTERVAL_MS="30", WORKER_STALL_SECONDS="8", **(env or {})
+                ),
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: kill -9 takes the engine too
