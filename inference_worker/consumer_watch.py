@@ -1,10 +1,11 @@
 """A worker whose Celery consumer stops taking jobs starts itself again.
 
-After several Redis restarts within seconds, a Celery worker on Redis can reconnect and
-never take another job (celery#8030 and #10205, still open with Celery and kombu 5.7.0
-here: a whole-suite run saw a SmolLM2 worker take nothing for seven minutes after two
-restarts seven seconds apart, until a third restart woke it). Its process, heartbeat and
-engine all look alive, so nothing else notices: its users' answers wait in the queue.
+Celery's users report workers on Redis that reconnect after the broker went away and
+never take another job (celery#8030, #10205, the second with Celery 5.6 in 2026): the
+process, its heartbeat and its engine all look alive, so nothing else notices, and the
+model's answers wait in the queue for ever. Not reproduced here: the runs that seemed to
+show it (2026-12-02) had a stray worker, left by an interrupted run, taking the jobs.
+This is the guard, cheap while nothing is wrong.
 
 The watch sees jobs waiting in the worker's queue, a free slot, and no job taken for
 `stall_seconds`. It then stops the engine and replaces the process with a new run of the

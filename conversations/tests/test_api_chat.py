@@ -307,8 +307,8 @@ def test_an_end_lost_in_a_longer_redis_outage_comes_from_the_outcome_the_worker_
     And a request sent the moment Redis is back, before any worker has beaten again (Redis
     keeps no heartbeat across a restart): served once the beats return. Before: refused
     with no_worker (503), and the official client, retrying twice at once, gave up (a CI
-    run's next test did). One restart for both: several within seconds can leave a Celery
-    worker not consuming (celery#8030), which chatweb does not yet guard against."""
+    run's next test did). One restart for both: each restart reconnects every worker of
+    the session."""
     answers = []
 
     def ask_at_once() -> None:

@@ -192,10 +192,10 @@ def test_an_idle_worker_frees_the_model_and_requests_landing_mid_unload_are_answ
 
 def test_a_worker_whose_consumer_stops_taking_jobs_starts_again_and_answers(users, idle_gpt_oss_worker):
     """Its Celery consumer told to stop taking jobs from its queue (Celery's own
-    cancel_consumer: the state celery#8030 leaves a worker in after Redis restarts within
-    seconds), the worker sees a job wait with a slot free, starts itself again in the same
+    cancel_consumer: the state celery#8030 reports workers left in after the broker went
+    away), the worker sees a job wait with a slot free, starts itself again in the same
     process (the same pid: a supervisor sees no exit) and answers it. Before: the job
-    waited for ever behind a worker that looked alive (a whole-suite run here, 7 minutes)."""
+    waited for ever behind a worker that looked alive."""
     from chatweb.celery import app
 
     run_turn(users.alice, "Warm up.", IDLE_MODEL)
