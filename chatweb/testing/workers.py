@@ -141,7 +141,12 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
                 cwd=ROOT,
                 # A stuck consumer (consumer_watch) costs a test 8 s, not the 30 s of the default.
                 env=test_environment(
-                    CHATWEB_SCRIPTED_LOGITS="1", STREAM_INTERVAL_MS="30", WORKER_STALL_SECONDS="8", **(env or {})
+                    **{
+                        "CHATWEB_SCRIPTED_LOGITS": "1",
+                        "STREAM_INTERVAL_MS": "30",
+                        "WORKER_STALL_SECONDS": "8",
+                        **(env or {}),
+                    }
                 ),
                 stdout=fh,
                 stderr=subprocess.STDOUT,

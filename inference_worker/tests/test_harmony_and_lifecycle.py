@@ -198,8 +198,7 @@ def test_a_worker_whose_consumer_stops_taking_jobs_starts_again_and_answers(user
     waited for ever behind a worker that looked alive."""
     from chatweb.celery import app
 
-    run_turn(users.alice, "Warm up.", IDLE_MODEL)
-    pid = idle_gpt_oss_worker.process.pid
+    pid = idle_gpt_oss_worker.process.pid  # loaded or not: the new process loads its engine anyway
     queue = ensure_model_row(IDLE_MODEL).queue
     replies = app.control.cancel_consumer(queue, destination=[idle_gpt_oss_worker.name], reply=True, timeout=10)
     assert replies, "the worker took the order"
