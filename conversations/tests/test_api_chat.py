@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import httpx
@@ -15,6 +16,7 @@ from accounts.models import ApiKey, UsageDay
 from accounts.services import api_key_create
 from conftest import BREAD, GPT_OSS_ANSWER, GPT_OSS_REASONING, ensure_model_row, wait_for
 from conversations.models import Conversation, Message
+from inference_worker import presence
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]  # `worker`: from the fixtures
 
@@ -325,13 +327,17 @@ def test_an_end_lost_in_a_longer_redis_outage_comes_from_the_outcome_the_worker_
 
 
 def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, bread_worker, key):
-    """Streams queued behind seven others on a worker that answers one at a time (2-3 s
-    each here): each opens its response at its first silence, with an SSE comment, and
+    """Streams queued behind seven others on a worker that answers one at a time: each
+    opens its response at its first silence, with an SSE comment, and
     sends one more each silence while it waits (a proxy would otherwise cut it: nginx
     gives up after 60 s by default); the official client reads every answer whole through
     them. Timed from each stream's own lines, never from when the client began: on a
     loaded machine a request can take seconds to reach the queue (one took about 9 s in
-    CI; up to 6 s here with two busy processes beside the test)."""
+    CI; up to 6 s here with two busy processes beside the test). The worker is frozen from
+    just after a heartbeat until both have opened (within the heartbeat's TTL): on a fast
+    machine the seven answers ahead (half a second each) ended before any silence."""
+    import signal
+    import threading
     from concurrent.futures import ThreadPoolExecutor
     from itertools import pairwise
 
@@ -361,13 +367,24 @@ def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, 
             headers={"Authorization": f"Bearer {key}"},
         ) as response:
             headers_at = time.monotonic() - started
+            opened.release()
             lines = [(time.monotonic() - started, line) for line in response.iter_lines() if line]
         return {"status": response.status_code, "headers_at": headers_at, "lines": lines}
 
+    opened = threading.Semaphore(0)
+    beat_key = presence.WORKER_PREFIX + bread_worker.name
     with ThreadPoolExecutor(len(officials) + len(raws)) as pool:
         ahead = [pool.submit(official, api) for api in officials]
         time.sleep(1)  # queued before the two below
-        watched_streams = [pool.submit(watched, raw) for raw in raws]
+        wait_for(lambda: presence.client().ttl(beat_key) >= presence.HEARTBEAT_TTL - 0.5, 10, "a fresh heartbeat")
+        os.killpg(bread_worker.process.pid, signal.SIGSTOP)
+        try:
+            watched_streams = [pool.submit(watched, raw) for raw in raws]
+            frozen_until = time.monotonic() + presence.HEARTBEAT_TTL - 1
+            for _ in raws:
+                opened.acquire(timeout=max(0.0, frozen_until - time.monotonic()))
+        finally:
+            os.killpg(bread_worker.process.pid, signal.SIGCONT)
         assert [f.result() for f in ahead] == [(BREAD, "stop")] * len(officials)
         streams = [f.result() for f in watched_streams]
     for raw in raws:
