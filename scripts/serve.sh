@@ -76,7 +76,8 @@ cleanup() {
     for pid in "${!parts[@]}"; do
         [[ $pid == "$worker_pid" ]] || kill -TERM "$pid" 2>/dev/null || true
     done
-    wait "${!parts[@]}" $stopper 2>/dev/null || true
+    # The nap too: an orphaned sleep still in our group when we exit outlives us by a moment.
+    wait "${!parts[@]}" $stopper ${nap_pid:+"$nap_pid"} 2>/dev/null || true
     log "stopped"
     exit "$code"
 }
