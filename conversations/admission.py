@@ -28,7 +28,7 @@ from accounts.quotas import Limits, QuotaExceeded, limits_for, quota_acquire, qu
 from conversations.jobs import TurnJob, enqueue
 from conversations.models import Message, MessageStatus
 from inference_worker import presence
-from inference_worker.jobs import Sampling
+from inference_worker.jobs import Sampling, error_place
 from inference_worker.models import ChatModel
 
 QUEUE_ERRORS = (OSError, redis.RedisError, kombu.exceptions.OperationalError)
@@ -90,9 +90,7 @@ def sampling_error(exc: pydantic.ValidationError) -> SendError:
             "invalid_params",
             param=where,
         )
-    message = error["msg"].removeprefix("Value error, ")
-    if where is None and ": " in message:  # a check of the whole set names its field first
-        where, message = message.split(": ", 1)
+    where, message = error_place(where, error["msg"].removeprefix("Value error, "))
     return SendError(f"{where}: {message}." if where else f"{message}.", "invalid_params", param=where)
 
 
@@ -158,14 +156,13 @@ def check_token_ids(sampling: Sampling, model: ChatModel, workers: list[dict[str
     if not sizes:
         return
     vocab = min(sizes)
-    for field, ids in sampling.token_ids().items():
-        outside = sorted(t for t in ids if t >= vocab)
-        if outside:
-            raise SendError(
-                f"{field}: token ids {outside[:5]} are outside {model.display_name}'s vocabulary of {vocab:,}.",
-                "invalid_params",
-                param=field,
-            )
+    if (outside := sampling.outside(vocab)) is not None:
+        field, ids = outside
+        raise SendError(
+            f"{field}: token ids {ids[:5]} are outside {model.display_name}'s vocabulary of {vocab:,}.",
+            "invalid_params",
+            param=field,
+        )
 
 
 def check_min_tokens(sampling: Sampling, max_tokens: int, why: str) -> None:

@@ -273,11 +273,11 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None, *, reaper: 
     active = list(queryset.filter(status__in=ACTIVE).select_related("conversation").only(*fields))
     if not active:
         return 0
-    beats = presence.live_workers()
     if presence.just_restarted():
         # Redis keeps no heartbeat across a restart: a worker that has not beaten since is
         # not gone (before: every answer streaming then was failed as lost).
         return 0
+    beats = presence.live_workers()
     held = {w["name"]: set(w.get("requests") or ()) for w in beats}
     if reaper is not None and reaper not in held:
         return 0

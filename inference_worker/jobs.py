@@ -12,6 +12,7 @@ it reaches the engine of its process through `current_host()`.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -71,6 +72,16 @@ def _token_ids(value: object) -> object:
     return value
 
 
+def error_place(where: str | None, message: str) -> tuple[str | None, str]:
+    """Where a validation error is and what it says. A check of a whole object names the
+    field it is about first ("min_tokens: must be at most max_tokens"): that field joins
+    the place, as OpenAI's `param` and the chat's errors name it."""
+    field, _, rest = message.partition(": ")
+    if rest and re.fullmatch(r"[A-Za-z_][\w.]*", field):
+        return (f"{where}.{field}" if where else field), rest
+    return where, message
+
+
 Number = Annotated[float, BeforeValidator(_no_bool)]
 Integer = Annotated[int, BeforeValidator(_no_bool)]
 
@@ -104,13 +115,18 @@ class Sampling(BaseModel):
             raise ValueError(f"min_tokens: must be at most max_tokens ({self.max_tokens})")
         return self
 
-    def token_ids(self) -> dict[str, list[int]]:
-        """The token ids named, by field (checked against the model's vocabulary where it is known)."""
+    def outside(self, vocab: int) -> tuple[str, list[int]] | None:
+        """The first field naming token ids past a vocabulary of `vocab`, and those ids in
+        order; None when every id named (logit_bias, stop_token_ids) is the model's. The web
+        tier asks with the size its live workers report, the engine with its own."""
         named = {
             "logit_bias": [int(t) for t in self.logit_bias or {}],
             "stop_token_ids": list(self.stop_token_ids or []),
         }
-        return {field: ids for field, ids in named.items() if ids}
+        for field, ids in named.items():
+            if past := sorted(t for t in ids if t >= vocab):
+                return field, past
+        return None
 
     def given(self) -> dict:
         """The parameters that were set, as stored with a conversation and sent in a job."""

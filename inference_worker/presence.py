@@ -167,10 +167,6 @@ async def unregister(r, name: str) -> None:
         await pipe.execute()
 
 
-def worker_alive(name: str) -> bool:
-    return bool(client().exists(WORKER_PREFIX + name))
-
-
 def worker_beat(name: str) -> dict[str, Any] | None:
     """A worker's last heartbeat, or None if it has none (dead, or gone)."""
     raw = client().get(WORKER_PREFIX + name)

@@ -23,9 +23,8 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.models import SiteSettings
 from conversations import admission, services
-from conversations.api import chat_request
 from conversations.api.auth import ApiCaller, authenticate
-from conversations.api.chat_request import ChatCompletionRequest
+from conversations.api.chat_request import ChatCompletionRequest, ValidationError, first_error, unhonoured
 from conversations.api.errors import ApiError
 from conversations.api.handler import api_view, too_large
 from conversations.api.protocol import (
@@ -194,14 +193,14 @@ def _parse(request: HttpRequest) -> ChatCompletionRequest:
         raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(raw, dict):
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
-    field = chat_request.unhonoured(raw)
+    field = unhonoured(raw)
     if field is not None:
         message = f"'{field}' is not supported by chatweb; leave it out of the request (see the README's field table)."
         raise ApiError(400, message, param=field, code="unsupported_parameter")
     try:
-        return chat_request.ChatCompletionRequest.model_validate(raw)
-    except chat_request.ValidationError as exc:
-        message, param = chat_request.first_error(exc)
+        return ChatCompletionRequest.model_validate(raw)
+    except ValidationError as exc:
+        message, param = first_error(exc)
         raise ApiError(400, message, param=param, code="invalid_value") from None
 
 

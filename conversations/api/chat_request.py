@@ -8,13 +8,12 @@ named in `param`.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 import jsonschema
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from inference_worker.jobs import TOOL_NAME, FunctionTool, HistoryMessage, Integer, Sampling, ToolCall
+from inference_worker.jobs import TOOL_NAME, FunctionTool, HistoryMessage, Integer, Sampling, ToolCall, error_place
 
 __all__ = ["ChatCompletionRequest", "ValidationError", "first_error", "unhonoured"]
 
@@ -69,6 +68,9 @@ class ChatMessage(BaseModel):
         if self.tool_calls and self.role != "assistant":
             raise ValueError("tool_calls: only an assistant message makes calls")
         return self
+
+    def sent_reasoning(self) -> str:
+        return self.reasoning_content or self.reasoning or ""
 
     def text(self) -> str:
         if self.content is None:
@@ -179,9 +181,7 @@ class ChatCompletionRequest(Sampling):
             for i, m in enumerate(self.messages)
             for c in m.tool_calls or []
         ]
-        texts += [
-            (f"messages.{i}.reasoning", m.reasoning_content or m.reasoning or "") for i, m in enumerate(self.messages)
-        ]
+        texts += [(f"messages.{i}.reasoning", m.sent_reasoning()) for i, m in enumerate(self.messages)]
         texts += [("stop", s) for s in self.stop or []]
         for where, text in texts:
             if "\x00" in text:
@@ -209,7 +209,7 @@ class ChatCompletionRequest(Sampling):
                 HistoryMessage(
                     role=m.role,
                     content=m.text(),
-                    reasoning=(m.reasoning_content or m.reasoning or "") if calls else "",
+                    reasoning=m.sent_reasoning() if calls else "",
                     tool_calls=calls,
                     tool_call_id=m.tool_call_id or "",
                     name=names.get(m.tool_call_id or "", ""),
@@ -271,8 +271,5 @@ def first_error(exc: ValidationError) -> tuple[str, str | None]:
         return f"Missing required parameter: '{where}'.", where
     if where == "n":
         return "Only n=1 is supported.", where
-    message = error["msg"].removeprefix("Value error, ")
-    field, _, rest = message.partition(": ")
-    if rest and re.fullmatch(r"[A-Za-z_][\w.]*", field):  # a check of a whole object names its field first
-        where, message = (f"{where}.{field}" if where else field), rest
+    where, message = error_place(where, error["msg"].removeprefix("Value error, "))
     return f"Invalid value for '{where}': {message}.", where

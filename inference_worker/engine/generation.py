@@ -153,9 +153,9 @@ class Generating:
 
             extra = {SCRIPT_ARG: script}
         vocab = self.vocab_size()
-        for name, ids in p.token_ids().items():
-            if vocab and any(t >= vocab for t in ids):
-                raise InvalidParams(name, f"{name}: token ids outside the model's vocabulary of {vocab:,}")
+        if vocab and (outside := p.outside(vocab)) is not None:
+            name = outside[0]
+            raise InvalidParams(name, f"{name}: token ids outside the model's vocabulary of {vocab:,}")
         pick = lambda value, default: default if value is None else value  # noqa: E731
         return SamplingParams(
             temperature=pick(p.temperature, spec.default_temperature),

@@ -75,7 +75,8 @@ class Streaming:
                 if parser is not None:
                     for i, token in enumerate(tokens):
                         parser.process(token)
-                        written.append(token)
+                        if grammar is not None:  # only a second step needs the first one's tokens
+                            written.append(token)
                         if (
                             grammar is not None
                             and parser.state == StreamState.CONTENT
@@ -88,12 +89,12 @@ class Streaming:
                             continue
                         recipient = parser.current_recipient or ""
                         if recipient.startswith("functions."):  # a call: its arguments, after what came before
-                            if not state.tool_calls or state.tool_calls[-1]["recipient"] != recipient:
+                            name = recipient.removeprefix("functions.")
+                            if not state.tool_calls or state.tool_calls[-1]["name"] != name:
                                 await coalescer.push(content, reasoning)
                                 content = reasoning = ""
-                                name = recipient.removeprefix("functions.")
                                 call = {"id": f"call_{uuid.uuid4().hex[:24]}", "name": name}
-                                state.tool_calls.append({**call, "arguments": "", "recipient": recipient})
+                                state.tool_calls.append({**call, "arguments": ""})
                                 await coalescer.calling(call["id"], call["name"])
                             state.tool_calls[-1]["arguments"] += delta
                             arguments += delta
@@ -144,9 +145,7 @@ class Streaming:
             **self._usage(state),
         }
         if state.tool_calls:
-            state.final_event["tool_calls"] = [
-                {"id": c["id"], "name": c["name"], "arguments": c["arguments"]} for c in state.tool_calls
-            ]
+            state.final_event["tool_calls"] = [dict(c) for c in state.tool_calls]
 
 
 def _assistant_parser(encoding):

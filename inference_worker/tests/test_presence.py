@@ -50,7 +50,7 @@ def test_live_workers_are_found_among_many_other_keys_and_the_dead_leave_the_reg
 
         asyncio.run(leave())
         assert [b["name"] for b in presence.live_workers("m1")] == ["b@host"]
-        assert not presence.worker_alive("a@host") and presence.worker_alive("b@host")
+        assert presence.worker_beat("a@host") is None and presence.worker_beat("b@host") is not None
     finally:
         names = [f"{n}@host" for n in "abc"]
         r.delete(*filler, "test-queue-m1", *(presence.WORKER_PREFIX + n for n in names))
