@@ -3,7 +3,9 @@
 Random weights never emit harmony's channel tokens, so the harmony path is tested
 end to end by scripting them: a request whose SamplingParams.extra_args carries
 `chatweb_script` (a list of token ids) gets exactly those tokens, one per step;
-every other request in the batch is untouched. Workers load it only when started
+every other request in the batch is untouched. A scripted token that a grammar has
+masked (structured outputs run first) is not forced: the grammar wins and the model
+picks among what it allows, as an unscripted model would. Workers load it only when started
 with CHATWEB_SCRIPTED_LOGITS=1 (the test fixtures do); such a worker started with
 CHATWEB_SCRIPT=<comma-separated ids> scripts every request that names no script of
 its own (chats sent from a websocket or a browser). This module must be importable
@@ -48,7 +50,7 @@ class ScriptedTokens(LogitsProcessor):
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         for index, (script, output_ids) in self.rows.items():
             step = len(output_ids)
-            if step < len(script):
+            if step < len(script) and logits[index, script[step]] != float("-inf"):
                 logits[index].fill_(float("-inf"))
                 logits[index, script[step]] = 0.0
         return logits

@@ -200,7 +200,7 @@ def gpt_oss_script() -> list[int]:
 # call get_weather; the tool's result (the last message of the next request) makes it answer.
 WEATHER_QUESTION = "What is the weather in Paris?"
 WEATHER_REASONING = "The user wants the weather in Paris. Call get_weather."
-WEATHER_ARGUMENTS = '{"city": "Paris"}'
+WEATHER_ARGUMENTS = '{"city":"Paris"}'  # JSON as structured outputs write it: no free whitespace
 WEATHER_RESULT = '{"temperature": 21, "sky": "sunny"}'
 WEATHER_ANSWER = "It is 21 degrees and sunny in Paris."
 WEATHER_TOOL = {
@@ -220,13 +220,20 @@ WEATHER_TOOL = {
 
 # A structured answer: free reasoning, then the final answer as JSON (response_format).
 STRUCTURED_QUESTION = "Describe Paris as JSON."
-STRUCTURED_ANSWER = '{"city": "Paris", "country": "France"}'
+STRUCTURED_ANSWER = '{"city":"Paris","country":"France"}'
 STRUCTURED_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
     "required": ["city", "country"],
     "additionalProperties": False,
 }
+
+
+# An answer the model gives without calling anything, though get_weather is offered: a
+# forced tool_choice must still produce a call (the final answer's text is what the
+# script goes on to write, and fits get_weather's arguments).
+UNCALLED_QUESTION = "Which city? Answer as JSON."
+UNCALLED_REASONING = "No need for a tool; the city is Paris."
 
 
 def weather_scripts() -> dict[str, list[int]]:
@@ -246,7 +253,12 @@ def weather_scripts() -> dict[str, list[int]]:
         "<|channel|>analysis<|message|>A city and its country, as JSON.<|end|>"
         f"<|start|>assistant<|channel|>final<|message|>{STRUCTURED_ANSWER}<|return|>"
     )
+    uncalled = (
+        f"<|channel|>analysis<|message|>{UNCALLED_REASONING}<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{WEATHER_ARGUMENTS}<|return|>"
+    )
     return {
+        UNCALLED_QUESTION: encoding.encode(uncalled, allowed_special="all"),
         WEATHER_QUESTION: encoding.encode(call, allowed_special="all"),
         WEATHER_RESULT: encoding.encode(answer, allowed_special="all"),
         STRUCTURED_QUESTION: encoding.encode(structured, allowed_special="all"),

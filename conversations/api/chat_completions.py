@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import redis
-from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.models import SiteSettings
 from conversations import admission, services
+from conversations.api.answering import STOPPED, Answer, Begun, begin, collect, was_stopped
 from conversations.api.auth import ApiCaller, authenticate
 from conversations.api.chat_request import ChatCompletionRequest, ValidationError, first_error, unhonoured
 from conversations.api.errors import ApiError
@@ -38,68 +36,32 @@ from conversations.api.protocol import (
     Usage,
     json_response,
 )
-from conversations.api.reply_stream import ReplyStream, abandon, follow
+from conversations.api.reply_stream import abandon
 from conversations.api.tool_calls import CallStream, bad_call
-from conversations.follower import Follower
 from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message
 from inference_worker import presence
-from inference_worker.jobs import Generation, Sampling
+from inference_worker.jobs import Generation, HistoryMessage, Sampling
 from inference_worker.models import ChatModel
-
-STOPPED = {
-    "event": "error",
-    "code": "request_aborted",
-    "message": "The request was stopped before the answer was complete (stopped in the chat, or its worker shut down).",
-}
 
 
 @api_view("POST")
 async def create_chat_completion(request: HttpRequest) -> HttpResponse:
     request_id = presence.new_request_id()
-    stream = ReplyStream(request_id)
-    stream.open()
-    try:
-        await stream.ready()  # subscribed before the admission enqueues: the first events must find us
-        admitted = await sync_to_async(_admit)(request, request_id)
-    except BaseException as exc:
-        await stream.close()
-        if isinstance(exc, OSError | redis.RedisError):
-            raise ApiError(
-                503, "The queue is unreachable; try again shortly.", code="queue_down", retry_after=5
-            ) from exc
-        raise
+    begun = await begin(request_id, lambda: _admit(request, request_id))
+    admitted = begun.admitted
     body = admitted.body
-    follower = Follower(request_id, model=body.model, message_id=admitted.message_id)
-    replies = follow(stream, admitted.caller.user.pk, follower)
     completion_id, created = f"chatcmpl-{request_id}", int(time.time())
-    show_reasoning = admitted.show_reasoning
-
-    # Until the engine starts, errors can still be proper HTTP errors; a stream still
-    # queued after SILENCE_BEFORE_CHECK starts anyway, and reports a later error in-stream.
-    first = None
-    opening = ("start", "delta", "done", "error") + (("waiting",) if body.stream else ())
-    try:
-        async for event in replies:
-            if event.get("event") in opening:
-                first = event
-                break
-    except BaseException:
-        await abandon(stream, request_id)
-        raise
-    if first is None or first.get("event") == "error":
-        await stream.close()
-        raise _engine_error(first or {"code": "engine_error"})
     if not body.stream:
-        answer = await _collect(stream, replies, first, request_id, show_reasoning)
-        bad = bad_call(answer.end.get("tool_calls") or [], body.tools)
+        answer = await collect(begun, request_id)
+        bad = bad_call(answer.tool_calls, body.function_tools())
         if bad is not None:
             raise bad
-        return json_response(_completion(answer, completion_id, created, body.model))
+        return json_response(_completion(answer, completion_id, created, body.model, admitted.show_reasoning))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = ChunkEncoder(completion_id, created, body.model)
     response = StreamingHttpResponse(
-        _sse(stream, replies, first, chunks, request_id, include_usage, show_reasoning, body.tools),
+        _sse(begun, chunks, request_id, include_usage, admitted.show_reasoning, body.function_tools()),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
@@ -117,6 +79,18 @@ class Admitted:
     message_id: int | None  # the queued answer of a key that saves history
     show_reasoning: bool
 
+    @property
+    def user_id(self) -> int:
+        return self.caller.user.pk
+
+    @property
+    def model_name(self) -> str:
+        return self.body.model
+
+    @property
+    def streaming(self) -> bool:
+        return self.body.stream
+
 
 def _admit(request: HttpRequest, request_id: str) -> Admitted:
     """Everything up to the enqueue, in one thread hop (the ORM and Redis): the caller, then
@@ -132,7 +106,7 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
     model = ChatModel.objects.filter(name=body.model, enabled=True).first()
     if model is None:
         raise ApiError(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
-    _check_tools(body, model)
+    check_tools(bool(body.tools) or any(m.role == "tool" or m.tool_calls for m in body.messages), model)
 
     def store(sampling: Sampling) -> TurnJob:
         job = TurnJob(
@@ -150,7 +124,7 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
             api_key_id=caller.key.pk if caller.key else None,
         )
         if caller.key is not None and caller.key.save_history:
-            job.message_id = _save_call(caller, body, model, request_id, sampling)
+            job.message_id = save_call(caller, model, request_id, sampling, body.system_prompt(), history)
         return job
 
     try:
@@ -162,10 +136,8 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
     return Admitted(caller, body, job.message_id, site.may_see_reasoning(caller.user))
 
 
-def _check_tools(body: ChatCompletionRequest, model: ChatModel) -> None:
-    """Functions need a prompt format that carries them (harmony: gpt-oss); a call forced by
-    tool_choice is refused until it can be enforced rather than hoped for."""
-    uses_tools = body.tools or any(m.role == "tool" or m.tool_calls for m in body.messages)
+def check_tools(uses_tools: bool, model: ChatModel) -> None:
+    """Functions need a prompt format that carries them (harmony: gpt-oss)."""
     if uses_tools and model.prompt_format != "harmony":
         raise ApiError(
             400,
@@ -174,25 +146,11 @@ def _check_tools(body: ChatCompletionRequest, model: ChatModel) -> None:
             param="tools",
             code="unsupported_parameter",
         )
-    if body.choice() not in ("auto", "none"):
-        raise ApiError(
-            400,
-            "tool_choice 'required' or a named function is not supported yet; use 'auto'.",
-            param="tool_choice",
-            code="unsupported_value",
-        )
 
 
 def _parse(request: HttpRequest) -> ChatCompletionRequest:
     """The body, read once the caller is known (a caller without a key learns nothing of it)."""
-    try:
-        raw = json.loads(request.body)
-    except RequestDataTooBig:  # a body larger than its Content-Length said
-        raise too_large() from None
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(raw, dict):
-        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    raw = read_json(request)
     field = unhonoured(raw)
     if field is not None:
         message = f"'{field}' is not supported by chatweb; leave it out of the request (see the README's field table)."
@@ -204,18 +162,34 @@ def _parse(request: HttpRequest) -> ChatCompletionRequest:
         raise ApiError(400, message, param=param, code="invalid_value") from None
 
 
-def _save_call(
-    caller: ApiCaller, body: ChatCompletionRequest, model: ChatModel, request_id: str, sampling: Sampling
+def read_json(request: HttpRequest) -> dict:
+    try:
+        raw = json.loads(request.body)
+    except RequestDataTooBig:  # a body larger than its Content-Length said
+        raise too_large() from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    return raw
+
+
+def save_call(
+    caller: ApiCaller,
+    model: ChatModel,
+    request_id: str,
+    sampling: Sampling,
+    system_prompt: str,
+    history: list[HistoryMessage],
 ) -> int:
     """A key that saves history: the call becomes a conversation of the key's owner; the worker
     stores the answer into its queued assistant message, as for the chat."""
-    history = body.history()
     conversation = Conversation.objects.create(
         owner=caller.user,
         model=model,
         title=services.title_from_text(history[-1].content) or "API call",
         title_auto=False,
-        system_prompt=body.system_prompt(),
+        system_prompt=system_prompt,
         params=sampling.given(),
     )
     parent = None
@@ -236,55 +210,8 @@ def _finish_reason(event: dict) -> str:
     return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
-def _was_stopped(event: dict) -> bool:
-    return event.get("event") == "done" and event.get("status") == "stopped"
-
-
-def _engine_error(event: dict) -> ApiError:
-    if event.get("code") == "context_length_exceeded":
-        return ApiError(400, event.get("message", ""), param="messages", code="context_length_exceeded")
-    if event.get("code") == "invalid_params":  # the engine refused a parameter before it began
-        return ApiError(400, event.get("message", ""), param=event.get("param"), code="invalid_value")
-    if event.get("code") in ("worker_lost", "no_worker", "queue_down", "request_aborted", "stream_lost"):
-        return ApiError(503, event.get("message", ""), code=event["code"], retry_after=10)
-    return ApiError(500, event.get("message", "The model failed."), code=event.get("code") or "engine_error")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    content: str
-    reasoning: str
-    end: dict  # the done event
-
-
-async def _collect(
-    stream: ReplyStream, events: AsyncIterator[dict], first: dict, request_id: str, show_reasoning: bool
-) -> Answer:
-    """The whole answer, for a request that does not stream; an error as an ApiError."""
-    content, reasoning, final = [], [], first
-    try:
-        pending = [first]
-        while True:
-            event = pending.pop() if pending else await anext(events, None)
-            if event is None:
-                break
-            if event.get("event") == "delta":
-                content.append(event.get("content", ""))
-                reasoning.append(event.get("reasoning", ""))
-            if event.get("event") in ("done", "error"):
-                final = STOPPED if _was_stopped(event) else event
-                break
-    except BaseException:
-        await abandon(stream, request_id)
-        raise
-    await stream.close()
-    if final.get("event") == "error":
-        raise _engine_error(final)
-    return Answer("".join(content), "".join(reasoning) if show_reasoning else "", final)
-
-
-def _completion(answer: Answer, completion_id: str, created: int, model: str) -> ChatCompletion:
-    reasoning = answer.reasoning or None
+def _completion(answer: Answer, completion_id: str, created: int, model: str, show_reasoning: bool) -> ChatCompletion:
+    reasoning = (answer.reasoning if show_reasoning else None) or None
     calls = [
         ToolCallOut(id=c["id"], function=FunctionCallOut(name=c["name"], arguments=c["arguments"]))
         for c in answer.end.get("tool_calls") or []
@@ -302,9 +229,7 @@ def _completion(answer: Answer, completion_id: str, created: int, model: str) ->
 
 
 async def _sse(
-    stream: ReplyStream,
-    events: AsyncIterator[dict],
-    first: dict,
+    begun: Begun,
     chunks: ChunkEncoder,
     request_id: str,
     include_usage: bool,
@@ -313,9 +238,10 @@ async def _sse(
 ):
     finished = False
     call = CallStream()
+    stream, events = begun.stream, begun.replies
     try:
         yield chunks.delta(DeltaMessage(role="assistant", content=""))
-        pending = [first]
+        pending = [begun.first]
         while True:
             event = pending.pop() if pending else await anext(events, None)
             if event is None:
@@ -330,7 +256,7 @@ async def _sse(
                     yield chunks.delta(DeltaMessage(tool_calls=[piece]))
             elif kind == "waiting":
                 yield b": waiting\n\n"  # an SSE comment: clients skip it, proxies see the stream alive
-            elif kind == "done" and not _was_stopped(event):
+            elif kind == "done" and not was_stopped(event):
                 for piece in call.rest(event.get("tool_calls") or []):
                     yield chunks.delta(DeltaMessage(tool_calls=[piece]))
                 bad = bad_call(event.get("tool_calls") or [], tools)

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from inference_worker.jobs import TOOL_NAME, FunctionTool, HistoryMessage, Integer, Sampling, ToolCall, error_place
 
-__all__ = ["ChatCompletionRequest", "ValidationError", "first_error", "unhonoured"]
+__all__ = ["ChatCompletionRequest", "JsonSchema", "ValidationError", "first_error", "storable", "unhonoured"]
 
 
 class TextPart(BaseModel):
@@ -33,6 +33,18 @@ def _a_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 JsonSchema = Annotated[dict[str, Any], AfterValidator(_a_json_schema)]
+
+
+def storable(texts: list[tuple[str, str]]) -> None:
+    """Text that every database stores and the tokenizers accept: no NUL, no lone surrogate
+    (`texts`: where each is, and the text)."""
+    for where, text in texts:
+        if "\x00" in text:
+            raise ValueError(f"{where}: contains a NUL character")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: not valid Unicode (a lone surrogate)") from None
 
 
 class CalledFunction(BaseModel):
@@ -183,13 +195,7 @@ class ChatCompletionRequest(Sampling):
         ]
         texts += [(f"messages.{i}.reasoning", m.sent_reasoning()) for i, m in enumerate(self.messages)]
         texts += [("stop", s) for s in self.stop or []]
-        for where, text in texts:
-            if "\x00" in text:
-                raise ValueError(f"{where}: contains a NUL character")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(f"{where}: not valid Unicode (a lone surrogate)") from None
+        storable(texts)
         return self
 
     def system_prompt(self) -> str:

@@ -44,6 +44,14 @@ class ApiError(Exception):
             error=ErrorInfo(message=message, type=type or ERROR_TYPES.get(status, "api_error"), param=param, code=code)
         )
 
+    @property
+    def message(self) -> str:
+        return self.body.error.message
+
+    @property
+    def code(self) -> str | None:
+        return self.body.error.code
+
     def response(self) -> JsonResponse:
         response = json_response(self.body, status=self.status)
         if self.retry_after is not None:

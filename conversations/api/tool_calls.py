@@ -9,12 +9,14 @@ import jsonschema
 
 from conversations.api.errors import ApiError
 from conversations.api.protocol import DeltaFunction, DeltaToolCall
+from inference_worker.jobs import FunctionTool
 
 
-def bad_call(calls: list[dict], tools: list) -> ApiError | None:
+def bad_call(calls: list[dict], tools: list[FunctionTool]) -> ApiError | None:
     """A call to a strict function whose arguments do not parse or do not fit its schema: an
-    error, never a call the client would take for valid."""
-    strict = {t.function.name: t.function.parameters or {} for t in tools or [] if t.function.strict}
+    error, never a call the client would take for valid. The engine constrains such calls
+    (engine.steering); this is the last check before a client trusts one."""
+    strict = {t.name: t.parameters or {} for t in tools if t.strict}
     for call in calls:
         schema = strict.get(call.get("name"))
         if schema is None:

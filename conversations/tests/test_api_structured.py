@@ -9,7 +9,13 @@ import json
 import jsonschema
 import pytest
 
-from chatweb.testing.workers import STRUCTURED_ANSWER, STRUCTURED_QUESTION, STRUCTURED_SCHEMA
+from chatweb.testing.workers import (
+    STRUCTURED_ANSWER,
+    STRUCTURED_QUESTION,
+    STRUCTURED_SCHEMA,
+    UNCALLED_QUESTION,
+    WEATHER_ARGUMENTS,
+)
 from conversations.tests.test_api_chat import FRANCE, PARIS, client
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
@@ -64,13 +70,15 @@ def test_gpt_oss_reasons_freely_and_only_its_final_answer_is_constrained(live_da
     assert message.model_extra["reasoning_content"], "the reasoning is there, unconstrained"
     assert answer.usage.completion_tokens > len(message.content) // 8
 
+    # Any JSON object (one key: xgrammar 0.2.8 wants a space after each comma of a schemaless
+    # object, where the script writes none; vLLM's xgrammar backend notes the bug).
     as_object = client(live_daphne, key).chat.completions.create(
         model="gpt-oss-test",
-        messages=[{"role": "user", "content": STRUCTURED_QUESTION}],
+        messages=[{"role": "user", "content": UNCALLED_QUESTION}],
         max_tokens=200,
         response_format={"type": "json_object"},
     )
-    assert json.loads(as_object.choices[0].message.content) == json.loads(STRUCTURED_ANSWER)
+    assert json.loads(as_object.choices[0].message.content) == json.loads(WEATHER_ARGUMENTS)
 
 
 def test_langchains_structured_output_returns_a_validated_dict(live_daphne, users, smollm2, key):

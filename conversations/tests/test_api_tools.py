@@ -10,6 +10,8 @@ import openai
 import pytest
 
 from chatweb.testing.workers import (
+    UNCALLED_QUESTION,
+    UNCALLED_REASONING,
     WEATHER_ANSWER,
     WEATHER_ARGUMENTS,
     WEATHER_QUESTION,
@@ -96,7 +98,8 @@ def test_functions_are_refused_for_a_model_whose_prompt_format_cannot_carry_them
     ("change", "param"),
     [
         ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
-        ({"tool_choice": "required"}, "tool_choice"),  # not yet enforced: refused, never hoped for
+        ({"tool_choice": "sometimes"}, "tool_choice"),
+        ({"tool_choice": {"type": "function"}}, "tool_choice"),
         ({"tools": [], "tool_choice": "auto"}, "tool_choice"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 12}}}]}, "tools"),
         ({"tools": [WEATHER_TOOL, WEATHER_TOOL]}, "tools"),
@@ -115,23 +118,68 @@ def test_bad_tool_requests_are_400_naming_the_field_and_count_nothing(asgi_api, 
     assert not ApiKey.objects.filter(requests__gt=0).exists()
 
 
-def test_a_call_to_a_strict_function_that_does_not_fit_its_schema_is_an_error_not_a_call(
+def test_a_strict_functions_arguments_fit_its_schema_where_the_model_would_write_otherwise(
     live_daphne, users, gpt_oss, key
 ):
-    """The scripted call gives a city; this strict get_weather also requires a country. A
-    client must never take the call for valid (strict arguments are checked until the engine
-    enforces the schema itself)."""
-    strict = {
-        "type": "function",
-        "function": {
-            **WEATHER_TOOL["function"],
-            "strict": True,
-            "parameters": {**WEATHER_TOOL["function"]["parameters"], "required": ["city", "country"]},
-        },
-    }
-    with pytest.raises(openai.InternalServerError) as failed:
-        client(live_daphne, key).chat.completions.create(model="gpt-oss-test", messages=QUESTION, tools=[strict])
-    assert failed.value.body["code"] == "invalid_tool_call"
+    """The script writes city "Paris"; this strict get_weather knows only Berlin. The engine
+    constrains the arguments from the call's header on, so the call fits (the scripted token
+    yields where the grammar masks it, and the model writes what the grammar allows)."""
+    berlin = {"type": "object", "properties": {"city": {"enum": ["Berlin"]}}, "required": ["city"]}
+    strict = {"type": "function", "function": {**WEATHER_TOOL["function"], "strict": True, "parameters": berlin}}
+    answer = client(live_daphne, key).chat.completions.create(
+        model="gpt-oss-test", messages=QUESTION, tools=[strict], temperature=0
+    )
+    (call,) = answer.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Berlin"}
+    assert answer.choices[0].finish_reason == "tool_calls"
+
+
+ALSO_TIME = {
+    "type": "function",
+    "function": {**WEATHER_TOOL["function"], "name": "get_time", "description": "The time now in a city."},
+}
+
+
+def test_a_named_tool_choice_makes_the_call_the_model_would_not_make(live_daphne, users, gpt_oss, key):
+    api = client(live_daphne, key)
+    asked = [{"role": "user", "content": UNCALLED_QUESTION}]
+    alone = api.chat.completions.create(model="gpt-oss-test", messages=asked, tools=[WEATHER_TOOL, ALSO_TIME])
+    assert alone.choices[0].finish_reason == "stop" and not alone.choices[0].message.tool_calls  # it would not
+
+    named = {"type": "function", "function": {"name": "get_time"}}
+    forced = api.chat.completions.create(
+        model="gpt-oss-test", messages=asked, tools=[WEATHER_TOOL, ALSO_TIME], tool_choice=named
+    )
+    (call,) = forced.choices[0].message.tool_calls
+    assert forced.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_time" and json.loads(call.function.arguments) == json.loads(WEATHER_ARGUMENTS)
+    assert forced.choices[0].message.model_extra["reasoning_content"] == UNCALLED_REASONING, "reasoning stays free"
+    assert forced.choices[0].message.content is None
+
+    # The model's own call to another function is replaced too: it called get_weather.
+    instead = api.chat.completions.create(
+        model="gpt-oss-test", messages=QUESTION, tools=[WEATHER_TOOL, ALSO_TIME], tool_choice=named, stream=True
+    )
+    pieces = [p for chunk in instead for c in chunk.choices for p in c.delta.tool_calls or []]
+    assert pieces[0].function.name == "get_time"
+    json.loads("".join(p.function.arguments or "" for p in pieces))
+
+
+@pytest.mark.parametrize("tools", [[WEATHER_TOOL], [WEATHER_TOOL, ALSO_TIME]], ids=["one", "two"])
+def test_tool_choice_required_makes_a_call(live_daphne, users, gpt_oss, key, tools):
+    """With several functions the model picks one (a short step whose grammar allows only
+    their names), then writes its arguments under its schema."""
+    answer = client(live_daphne, key).chat.completions.create(
+        model="gpt-oss-test",
+        messages=[{"role": "user", "content": UNCALLED_QUESTION}],
+        tools=tools,
+        tool_choice="required",
+        temperature=0,
+    )
+    (call,) = answer.choices[0].message.tool_calls
+    assert call.function.name in {t["function"]["name"] for t in tools}
+    assert json.loads(call.function.arguments) == json.loads(WEATHER_ARGUMENTS)
+    assert answer.choices[0].finish_reason == "tool_calls"
 
 
 def test_the_agents_sdk_runs_an_agent_with_a_python_tool_to_its_answer(live_daphne, users, gpt_oss, key):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference_worker import presence
 from inference_worker.engine.coalescer import Coalescer
-from inference_worker.engine.streaming import grammar_for
+from inference_worker.engine.steering import Steering, format_grammar
 from inference_worker.events import SERVING, Event, WorkerState
 from inference_worker.jobs import Generation
 from inference_worker.prompts import PromptTooLong
@@ -58,7 +58,7 @@ class RequestState:
     aborted: bool = False
     final_event: dict[str, Any] | None = None  # "done" or "error", sent once the result is stored
     tool_calls: list[dict[str, str]] = field(default_factory=list)  # id, name, arguments
-    engine_id: str = ""  # the engine's request now (a structured harmony answer takes two)
+    engine_id: str = ""  # the engine's request now (a steered harmony answer takes more than one)
 
     def __post_init__(self) -> None:
         self.engine_id = self.engine_id or self.request_id
@@ -173,7 +173,7 @@ class Generating:
             stop_token_ids=[*prompt.stop_token_ids, *(p.stop_token_ids or [])] or None,
             logit_bias={int(t): bias for t, bias in p.logit_bias.items()} if p.logit_bias else None,
             # harmony: only the final answer is constrained (Streaming._stream's second step)
-            structured_outputs=grammar_for(job.response_format) if self.spec.prompt_format != "harmony" else None,
+            structured_outputs=format_grammar(job.response_format) if self.spec.prompt_format != "harmony" else None,
             output_kind=RequestOutputKind.DELTA,
             detokenize=self.spec.prompt_format != "harmony",
             extra_args=extra,
@@ -255,7 +255,7 @@ class Generating:
                     "dropped_messages": prompt.dropped,
                 }
             )
-            await self._stream(prompt, sampling, state, job.response_format)
+            await self._stream(prompt, sampling, state, Steering(job.tools, job.tool_choice, job.response_format))
             return state
         except Exception as exc:  # noqa: BLE001 - every failure reaches the user as an error event
             log.exception("generation %s failed", rid)

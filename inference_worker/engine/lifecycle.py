@@ -114,6 +114,7 @@ class Lifecycle:
     _process_memory: ProcessMemory
 
     def _engine_args(self):
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
 
         spec = self.spec
@@ -127,6 +128,11 @@ class Lifecycle:
             "enforce_eager": spec.enforce_eager,
             "seed": 0,
             "disable_log_stats": False,
+            # Structured outputs write JSON with no free whitespace, as OpenAI's own answers
+            # are: with whitespace free a model can pad forever (the tiny test model filled
+            # a strict call's 300 tokens with spaces and tabs after the last value). xgrammar
+            # reads this for the whole engine, not per request.
+            "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True),
         }
         if self.is_cpu:
             kwargs["kv_cache_memory_bytes"] = int(spec.cpu_kv_cache_gib * 2**30)

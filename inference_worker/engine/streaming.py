@@ -1,12 +1,13 @@
 """Streaming one request from the engine: its tokens parsed into reasoning, content and
 function calls, pushed to the coalescer, and its end.
 
-A structured answer (response_format) on harmony runs in two engine requests: the first
-writes freely (the reasoning stays free) until the model opens its final channel; it is
-aborted there, and the second continues from the same tokens, with the grammar, so only
-the final answer is constrained. Prefix caching makes the second start cheap. vLLM's own
-way (its reasoning parser decides where the grammar starts) constrains gpt-oss's
-reasoning too in this release: its openai_gptoss parser says reasoning has always ended.
+On harmony an answer may take more than one engine request (engine.steering decides):
+the first writes freely (the reasoning stays free) until a header where a grammar must
+start (a forced or strict call, a structured final answer); it is aborted there, and the
+next continues from the same tokens (or from a call header written in place of the
+model's), with the grammar. Prefix caching makes each new start cheap. vLLM's own way
+(its reasoning parser decides where the grammar starts) constrains gpt-oss's reasoning
+too in this release: its openai_gptoss parser says reasoning has always ended.
 """
 
 from __future__ import annotations
@@ -15,36 +16,32 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from inference_worker.engine.steering import Steering, Turn, call_header, names_grammar, pick_header
 from inference_worker.events import Event
 
 if TYPE_CHECKING:
     from inference_worker.engine.coalescer import Coalescer
     from inference_worker.engine.generation import RequestState
 
-
-def grammar_for(response_format: dict[str, Any] | None):
-    """vLLM's structured outputs for a response format; None for plain text."""
-    kind = (response_format or {}).get("type", "text")
-    if kind == "text":
-        return None
-    from vllm.sampling_params import StructuredOutputsParams
-
-    if kind == "json_object":
-        return StructuredOutputsParams(json_object=True)
-    return StructuredOutputsParams(json=response_format["schema"])
+PICK_MAX_TOKENS = 64  # a function's name is at most 64 characters
 
 
-def _final_step(sampling, grammar, used: int):
-    """The second engine request of a structured harmony answer: the grammar, what is left of
-    max_tokens, and (tests) what is left of a script."""
+def _next_step(sampling, grammar, *, used: int, script_from: int | None):
+    """The next engine request of a steered harmony answer: the grammar, what is left of
+    max_tokens, and (tests) the script from where the model's own writing stopped; a step
+    with no script (the pick of a function) is the model's and the grammar's alone."""
     from inference_worker.testing import SCRIPT_ARG
 
     params = sampling.clone()
     params.structured_outputs = grammar
     params.max_tokens = max(1, (sampling.max_tokens or 1) - used)
+    params.min_tokens = max(0, min(sampling.min_tokens - used, params.max_tokens))
     script = (sampling.extra_args or {}).get(SCRIPT_ARG)
     if script:
-        params.extra_args = {**sampling.extra_args, SCRIPT_ARG: script[used:]}
+        rest = {k: v for k, v in sampling.extra_args.items() if k != SCRIPT_ARG}
+        if script_from is not None:
+            rest[SCRIPT_ARG] = script[script_from:]
+        params.extra_args = rest or None
     return params
 
 
@@ -57,33 +54,41 @@ class Streaming:
     coalescers: dict[str, Coalescer]
     _usage: Any  # Generating's
 
-    async def _stream(self, prompt, sampling, state: RequestState, response_format: dict | None = None) -> None:
+    async def _stream(self, prompt, sampling, state: RequestState, steering: Steering | None = None) -> None:
         from openai_harmony import StreamState
 
         rid = state.request_id
         coalescer = self.coalescers[rid]
-        parser = _assistant_parser(self.builder.encoding) if self.spec.prompt_format == "harmony" else None
-        grammar = grammar_for(response_format) if parser is not None else None
-        prompt_ids, written = list(prompt.token_ids), []  # written: this engine request's tokens
+        encoding = self.builder.encoding if self.spec.prompt_format == "harmony" else None
+        parser = _assistant_parser(encoding) if encoding is not None else None
+        if parser is None or (steering is not None and steering.idle):
+            steering = None
+        rules = steering  # `steering` itself goes once it has turned the answer
+        start_token = encoding.encode("<|start|>", allowed_special="all")[0] if steering else None
+        base = sampling
+        prompt_ids = list(prompt.token_ids)
+        written: list[int] = []  # the answer's tokens so far, while a later step may need them
+        message_start = 0  # where the message being written begins in `written`
         finish_reason = ""
         while True:
-            switch = False
+            turn: Turn | None = None
             async for output in self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, state.engine_id):
                 completion = output.outputs[0]
                 content = reasoning = arguments = ""
                 tokens = completion.token_ids
                 if parser is not None:
                     for i, token in enumerate(tokens):
+                        was = parser.state
                         parser.process(token)
-                        if grammar is not None:  # only a second step needs the first one's tokens
+                        if steering is not None:
                             written.append(token)
-                        if (
-                            grammar is not None
-                            and parser.state == StreamState.CONTENT
-                            and parser.current_channel == "final"
-                        ):
-                            tokens, switch = tokens[: i + 1], True  # the final channel is open: constrain from here
-                            break
+                            if token == start_token:
+                                message_start = len(written) - 1
+                            if parser.state == StreamState.CONTENT and was != StreamState.CONTENT:
+                                turn = steering.at_header(parser.current_channel or "", parser.current_recipient or "")
+                                if turn is not None:
+                                    tokens = tokens[: i + 1]
+                                    break
                         delta = parser.last_content_delta or ""
                         if not delta:
                             continue
@@ -112,21 +117,53 @@ class Streaming:
                 state.reasoning += reasoning
                 if content or reasoning or arguments:
                     await coalescer.push(content, reasoning, arguments)
-                if switch:
+                if turn is not None:
                     break
                 if output.finished:
                     finish_reason = completion.finish_reason or ""
-            if not switch:
+            if turn is None:
                 break
             await self.engine.abort(state.engine_id)
-            if state.aborted:  # stopped between the two
+            if state.aborted:  # stopped between two steps
                 finish_reason = "abort"
                 break
-            sampling = _final_step(sampling, grammar, used=state.completion_tokens)
-            prompt_ids, written, grammar = prompt_ids + written, [], None
-            state.engine_id = f"{rid}-final"
+            steering, used = None, state.completion_tokens  # one turn per answer: free or constrained after it
+            grammar = turn.grammar
+            if turn.force is not None:  # the model's header goes; a call header takes its place
+                first = message_start == 0
+                written = written[:message_start]
+                name = turn.force or await self._pick(prompt_ids + written, first, base, state, rules.candidates())
+                if name is None:
+                    finish_reason = "abort"
+                    break
+                written += encoding.encode(call_header(name, first=first), allowed_special="all")
+                grammar = grammar or rules.arguments(name)
+                parser = _assistant_parser(encoding)
+                for token in written:
+                    parser.process(token)
+            sampling = _next_step(base, grammar, used=state.completion_tokens, script_from=used)
+            prompt_ids, written = prompt_ids + written, []
+            state.engine_id = f"{rid}-step{state.completion_tokens}"
         await coalescer.flush()
         self._end_state(state, finish_reason, coalescer.seq)
+
+    async def _pick(self, prefix: list[int], first: bool, base, state: RequestState, names: list[str]) -> str | None:
+        """The function the model picks among several (tool_choice "required"): a short step
+        whose grammar allows only their names. None when the answer was stopped meanwhile."""
+        encoding = self.builder.encoding
+        prompt = prefix + encoding.encode(pick_header(first=first), allowed_special="all")
+        params = _next_step(base, names_grammar(names), used=state.completion_tokens, script_from=None)
+        params.max_tokens, params.min_tokens, params.ignore_eos = PICK_MAX_TOKENS, 0, False  # a name, then its end
+        state.engine_id = f"{state.request_id}-pick"
+        ids: list[int] = []
+        async for output in self.engine.generate({"prompt_token_ids": prompt}, params, state.engine_id):
+            ids += output.outputs[0].token_ids
+        state.completion_tokens += len(ids)
+        if state.aborted:
+            return None
+        stops = set(self.builder.stop_token_ids())
+        name = encoding.decode([t for t in ids if t not in stops]).strip()
+        return name if name in names else names[0]
 
     def _end_state(self, state: RequestState, finish_reason: str, deltas: int) -> None:
         state.finished_at = time.time()
