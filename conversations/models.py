@@ -117,3 +117,28 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API call kept for its owner (`store`, true by default as OpenAI's): what it
+    was given, whole (a `previous_response_id` chain is resolved into `input_items` when the
+    call is made, so each row stands alone), and what the model answered. Reasoning is kept
+    in clear here, server-side; it leaves only to those Site settings let see it, or sealed."""
+
+    id = models.CharField(primary_key=True, max_length=64)  # resp_...
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=20, default="in_progress")  # completed / incomplete / failed
+    request = models.JSONField(default=dict)  # the settings echoed back (instructions, tools, metadata, ...)
+    input_items = models.JSONField(default=list)  # the whole input, previous responses included
+    output = models.JSONField(default=list)  # the output items, reasoning in clear
+    usage = models.JSONField(default=dict)
+    error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.id

@@ -113,6 +113,52 @@ bodies = st.one_of(
     st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
     st.integers(min_value=1, max_value=5000).map(lambda depth: b"[" * depth + b"]" * depth),
 )
+items = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"role": roles}, optional={"content": contents, "type": st.just("message")}),
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["function_call", "function_call_output", "reasoning", "input_image", "x"])},
+            optional={
+                "call_id": json_values,
+                "name": json_values,
+                "arguments": json_values,
+                "output": json_values,
+                "summary": json_values,
+                "content": json_values,
+                "encrypted_content": st.one_of(st.text(max_size=40), json_values),
+            },
+        ),
+        json_values,
+    ),
+    max_size=4,
+)
+nearly_valid_responses = st.fixed_dictionaries(
+    {
+        "model": st.one_of(st.just("orphan"), st.text(max_size=20), json_values),
+        "input": st.one_of(st.just("hi"), items, json_values),
+    },
+    optional={
+        name: st.one_of(valid, json_values)
+        for name, valid in {
+            "instructions": st.text(max_size=20),
+            "stream": st.booleans(),
+            "store": st.booleans(),
+            "temperature": st.floats(min_value=-1, max_value=3),
+            "top_p": st.floats(min_value=-1, max_value=2),
+            "max_output_tokens": st.integers(min_value=-5, max_value=10**9),
+            "reasoning": st.fixed_dictionaries({"effort": st.sampled_from(["low", "high", "max"])}),
+            "tools": st.lists(json_values, max_size=2),
+            "tool_choice": st.one_of(st.sampled_from(["none", "auto", "required"]), json_values),
+            "text": st.fixed_dictionaries({"format": json_values}),
+            "include": st.lists(st.sampled_from(["reasoning.encrypted_content", "x"]), max_size=2),
+            "previous_response_id": st.text(max_size=20),
+            "metadata": st.dictionaries(st.text(max_size=70), json_values, max_size=3),
+            "background": st.booleans(),
+            "top_logprobs": st.integers(min_value=-1, max_value=30),
+        }.items()
+    },
+)
+response_bodies = st.one_of(nearly_valid_responses.map(lambda b: json.dumps(b).encode()), bodies)
 header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=60)
 authorizations = st.one_of(
     st.none(),
@@ -177,6 +223,20 @@ def test_completions_answer_any_body_with_an_openai_error(
     response = asgi_api.post("/api/v1/chat/completions", content=body, key=key, headers={"Content-Type": content_type})
     error = openai_error(response, API_STATUSES - {401, 403})
     TALLY["POST /api/chat/completions, generated bodies"][f"{response.status_code} {error['code']}"] += 1
+
+
+@pytest.mark.django_db(transaction=True)
+@FUZZ
+@given(body=response_bodies, content_type=content_types)
+def test_responses_answer_any_body_with_an_openai_error(
+    asgi_api, users, orphan, key, nothing_changes, body, content_type
+):
+    from conversations.models import StoredResponse
+
+    response = asgi_api.post("/api/v1/responses", content=body, key=key, headers={"Content-Type": content_type})
+    error = openai_error(response, API_STATUSES - {401, 403})
+    assert not StoredResponse.objects.exists()
+    TALLY["POST /api/responses, generated bodies"][f"{response.status_code} {error['code']}"] += 1
 
 
 @pytest.mark.django_db(transaction=True)
