@@ -119,6 +119,9 @@ if HTTPS:
 # The largest request body any path takes (Django's own cap on a form or JSON body by default);
 # a larger one is refused with 413 while it arrives (chatweb/limits.py).
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 2621440, minimum=1)
+# The most choices (`n`) one chat completion may ask for: each is sampled in the same engine
+# request and reserves its own max_tokens of the user's day.
+API_MAX_CHOICES = envint("API_MAX_CHOICES", 4, minimum=1)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

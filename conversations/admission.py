@@ -219,6 +219,7 @@ def admit(
     request_id: str,
     store: Callable[[Sampling], TurnJob],
     site: SiteSettings | None = None,
+    choices: int = 1,
 ) -> TurnJob:
     """Admit one turn: limits, a live worker, the quota, the surface's rows and the job.
 
@@ -227,12 +228,14 @@ def admit(
     the transaction, such as a busy conversation). The job is enqueued when the
     transaction commits; if that fails, the quota is given back, the answer's row (if
     any) is failed and the caller gets a queue_down error. The surface must already
-    follow the request's reply group (the first events go to whoever listens)."""
+    follow the request's reply group (the first events go to whoever listens). `choices`
+    answers sampled at once (the API's n) each reserve max_tokens of the day."""
     limits = limits_for(user, site)
     wanted = answer_limit(sampling, model, limits)
     check_min_tokens(sampling, wanted, "its max_tokens")
     check_token_ids(sampling, model, require_live_worker(model))
-    with _quota(user, request_id, wanted, limits) as granted:
+    with _quota(user, request_id, wanted * choices, limits) as reserved:
+        granted = max(1, reserved // choices)  # each choice may write this much
         check_min_tokens(sampling, granted, "the tokens left of your day")
         with transaction.atomic():
             job = store(sampling.model_copy(update={"max_tokens": granted}))

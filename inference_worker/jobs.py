@@ -184,6 +184,8 @@ class Generation(BaseModel):
     tools: list[FunctionTool] = []
     tool_choice: str = "auto"  # "auto", "none", "required", or the name of a function
     response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", "schema": ...}
+    logprobs: int | None = Field(default=None, ge=0, le=20)  # the text's token logprobs, with this many alternatives
+    n: int = Field(default=1, ge=1, le=128)  # choices, sampled in one engine request
     enqueued_at: float = Field(default_factory=time.time)
     date: str | None = None  # the prompt's "current date" (harmony); today when None
     script: list[int] | None = None  # tests only: token ids a scripted worker is made to say

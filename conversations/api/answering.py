@@ -93,6 +93,7 @@ class Answer:
     content: str
     reasoning: str  # all of it: whether the caller may see it is the endpoint's to say
     end: dict  # the done event
+    logprobs: list[dict] | None = None  # the content tokens', when asked for
 
     @property
     def tool_calls(self) -> list[dict]:
@@ -101,7 +102,7 @@ class Answer:
 
 async def collect(begun: Begun, request_id: str) -> Answer:
     """The whole answer, for a request that does not stream; an error as an ApiError."""
-    content, reasoning, final = [], [], begun.first
+    content, reasoning, logprobs, final = [], [], [], begun.first
     try:
         pending = [begun.first]
         while True:
@@ -111,6 +112,7 @@ async def collect(begun: Begun, request_id: str) -> Answer:
             if event.get("event") == "delta":
                 content.append(event.get("content", ""))
                 reasoning.append(event.get("reasoning", ""))
+                logprobs += event.get("logprobs") or []
             if event.get("event") in ("done", "error"):
                 final = STOPPED if was_stopped(event) else event
                 break
@@ -120,4 +122,4 @@ async def collect(begun: Begun, request_id: str) -> Answer:
     await begun.stream.close()
     if final.get("event") == "error":
         raise engine_error(final)
-    return Answer("".join(content), "".join(reasoning), final)
+    return Answer("".join(content), "".join(reasoning), final, logprobs)

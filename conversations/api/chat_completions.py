@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
@@ -29,6 +30,7 @@ from conversations.api.protocol import (
     AssistantMessage,
     ChatCompletion,
     Choice,
+    ChoiceLogprobs,
     ChunkEncoder,
     DeltaMessage,
     FunctionCallOut,
@@ -57,7 +59,9 @@ async def create_chat_completion(request: HttpRequest) -> HttpResponse:
         bad = bad_call(answer.tool_calls, body.function_tools())
         if bad is not None:
             raise bad
-        return json_response(_completion(answer, completion_id, created, body.model, admitted.show_reasoning))
+        return json_response(
+            _completion(answer, completion_id, created, body.model, admitted.show_reasoning, bool(body.logprobs))
+        )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = ChunkEncoder(completion_id, created, body.model)
     response = StreamingHttpResponse(
@@ -107,6 +111,7 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
     if model is None:
         raise ApiError(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
     check_tools(bool(body.tools) or any(m.role == "tool" or m.tool_calls for m in body.messages), model)
+    _check_choices(body, model)
 
     def store(sampling: Sampling) -> TurnJob:
         job = TurnJob(
@@ -119,6 +124,8 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
                 tools=body.function_tools(),
                 tool_choice=body.choice(),
                 response_format=body.response_format.for_job() if body.response_format else None,
+                logprobs=body.logprobs_wanted(),
+                n=body.n or 1,
             ),
             user_id=caller.user.pk,
             api_key_id=caller.key.pk if caller.key else None,
@@ -129,7 +136,13 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
 
     try:
         job = admission.admit(
-            user=caller.user, model=model, sampling=body.sampling(), request_id=request_id, store=store, site=site
+            user=caller.user,
+            model=model,
+            sampling=body.sampling(),
+            request_id=request_id,
+            store=store,
+            site=site,
+            choices=body.n or 1,
         )
     except admission.SendError as exc:
         raise ApiError(exc.status, exc.message, param=exc.param, code=exc.code, retry_after=exc.retry_after) from exc
@@ -145,6 +158,24 @@ def check_tools(uses_tools: bool, model: ChatModel) -> None:
             "place for them); use a gpt-oss model.",
             param="tools",
             code="unsupported_parameter",
+        )
+
+
+def _check_choices(body: ChatCompletionRequest, model: ChatModel) -> None:
+    """n within the server's limit; on gpt-oss not where the engine steers the answer (each
+    choice would need its own second step)."""
+    n = body.n or 1
+    if n > settings.API_MAX_CHOICES:
+        raise ApiError(400, f"n is at most {settings.API_MAX_CHOICES} on this server.", param="n", code="invalid_value")
+    forced = body.choice() not in ("auto", "none") or any(t.function.strict for t in body.tools or [])
+    steered = forced or (body.response_format is not None and body.response_format.type != "text")
+    if n > 1 and model.prompt_format == "harmony" and steered:
+        raise ApiError(
+            400,
+            f"n > 1 cannot be combined with response_format, a forced tool_choice or strict functions on "
+            f"{model.display_name}; ask for one choice.",
+            param="n",
+            code="unsupported_value",
         )
 
 
@@ -210,21 +241,40 @@ def _finish_reason(event: dict) -> str:
     return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
-def _completion(answer: Answer, completion_id: str, created: int, model: str, show_reasoning: bool) -> ChatCompletion:
-    reasoning = (answer.reasoning if show_reasoning else None) or None
+def _choice(index: int, answer: dict, show_reasoning: bool, wants_logprobs: bool) -> Choice:
+    """One choice from its parts: content, reasoning, tool_calls, logprobs, finish_reason."""
+    reasoning = (answer.get("reasoning") if show_reasoning else None) or None
     calls = [
         ToolCallOut(id=c["id"], function=FunctionCallOut(name=c["name"], arguments=c["arguments"]))
-        for c in answer.end.get("tool_calls") or []
+        for c in answer.get("tool_calls") or []
     ]
     message = AssistantMessage(
-        content=answer.content or (None if calls else ""),
+        content=answer.get("content") or (None if calls else ""),
         reasoning_content=reasoning,
         reasoning=reasoning,
         tool_calls=calls or None,
     )
-    choice = Choice(message=message, finish_reason=_finish_reason(answer.end))
+    logprobs = ChoiceLogprobs(content=answer.get("logprobs") or []) if wants_logprobs else None
+    return Choice(index=index, message=message, logprobs=logprobs, finish_reason=_finish_reason(answer))
+
+
+def _completion(
+    answer: Answer, completion_id: str, created: int, model: str, show_reasoning: bool, wants_logprobs: bool
+) -> ChatCompletion:
+    first = {
+        "content": answer.content,
+        "reasoning": answer.reasoning,
+        "tool_calls": answer.tool_calls,
+        "logprobs": answer.logprobs,
+        "finish_reason": answer.end.get("finish_reason"),
+    }
+    choices = [first, *(answer.end.get("choices") or [])]  # n > 1: the others came whole with the end
     return ChatCompletion(
-        id=completion_id, created=created, model=model, choices=[choice], usage=Usage.of(answer.end.get("usage"))
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[_choice(i, c, show_reasoning, wants_logprobs) for i, c in enumerate(choices)],
+        usage=Usage.of(answer.end.get("usage")),
     )
 
 
@@ -251,7 +301,8 @@ async def _sse(
                 reasoning = (event.get("reasoning") if show_reasoning else None) or None
                 content = event.get("content") or None
                 if reasoning or content:
-                    yield chunks.delta(DeltaMessage(reasoning_content=reasoning, reasoning=reasoning, content=content))
+                    delta = DeltaMessage(reasoning_content=reasoning, reasoning=reasoning, content=content)
+                    yield chunks.delta(delta, event.get("logprobs"))
                 for piece in call.pieces(event):
                     yield chunks.delta(DeltaMessage(tool_calls=[piece]))
             elif kind == "waiting":
@@ -263,6 +314,9 @@ async def _sse(
                 if bad is not None:
                     yield bad.event()
                     break
+                for index, other in enumerate(event.get("choices") or [], start=1):  # n > 1: whole, at the end
+                    for chunk in chunks.whole_choice(index, _choice(index, other, show_reasoning, True)):
+                        yield chunk
                 yield chunks.finish(_finish_reason(event))
                 if include_usage:
                     yield chunks.usage(Usage.of(event.get("usage")))

@@ -158,12 +158,24 @@ class ChatCompletionRequest(Sampling):
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_completion_tokens: Integer | None = Field(default=None, ge=1, le=1_000_000)
-    n: Integer | None = Field(default=None, ge=1, le=1)
+    n: Integer | None = Field(default=None, ge=1, le=128)
     user: str | None = Field(default=None, max_length=256)
     tools: list[ToolParam] | None = Field(default=None, max_length=128)
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None  # gpt-oss makes one call per turn: either value holds
     response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: Integer | None = Field(default=None, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs: needs logprobs: true")
+        return self
+
+    def logprobs_wanted(self) -> int | None:
+        """How many alternatives each token's logprob comes with; None: no logprobs."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @model_validator(mode="after")
     def _tools(self) -> ChatCompletionRequest:
@@ -252,8 +264,6 @@ class ChatCompletionRequest(Sampling):
 UNHONOURED: dict[str, tuple[Any, ...]] = {
     "functions": (None, []),
     "function_call": (None, "none"),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "audio": (None,),
     "modalities": (None, ["text"]),
     "prediction": (None,),
@@ -275,7 +285,5 @@ def first_error(exc: ValidationError) -> tuple[str, str | None]:
     where = ".".join(str(p) for p in error["loc"]) or None
     if error["type"] == "missing":
         return f"Missing required parameter: '{where}'.", where
-    if where == "n":
-        return "Only n=1 is supported.", where
     where, message = error_place(where, error["msg"].removeprefix("Value error, "))
     return f"Invalid value for '{where}': {message}.", where

@@ -17,6 +17,7 @@ __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
     "Choice",
+    "ChoiceLogprobs",
     "ChunkEncoder",
     "DeltaFunction",
     "DeltaMessage",
@@ -113,10 +114,25 @@ class AssistantMessage(BaseModel):
     tool_calls: list[ToolCallOut] | None = omitted()
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = []
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None = None
+    refusal: None = None
+
+
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -154,7 +170,7 @@ class DeltaMessage(BaseModel):
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason | None = None
 
 
@@ -187,8 +203,32 @@ class ChunkEncoder:
         prefix, _, self.suffix = empty.rpartition(b'"delta": {}')
         self.prefix = prefix + b'"delta": '
 
-    def delta(self, delta: DeltaMessage) -> bytes:
+    def delta(self, delta: DeltaMessage, logprobs: list[dict] | None = None) -> bytes:
+        if logprobs:  # the rarer chunk: dumped whole
+            choice = ChunkChoice(delta=delta, logprobs=ChoiceLogprobs(content=logprobs))
+            return sse(self.template.model_copy(update={"choices": [choice]}), ensure_ascii=False)
         return self.prefix + json.dumps(delta.model_dump(), ensure_ascii=False).encode() + self.suffix
+
+    def whole_choice(self, index: int, choice: Choice) -> list[bytes]:
+        """A choice that comes whole (n > 1, the choices after the first): its text in one
+        chunk, then its finish."""
+        message = choice.message
+        calls = [
+            DeltaToolCall(index=i, id=c.id, type="function", function=DeltaFunction(name=c.function.name,
+                          arguments=c.function.arguments))
+            for i, c in enumerate(message.tool_calls or [])
+        ]  # fmt: skip
+        delta = DeltaMessage(
+            role="assistant",
+            content=message.content,
+            reasoning_content=message.reasoning_content,
+            reasoning=message.reasoning,
+            tool_calls=calls or None,
+        )
+        logprobs = choice.logprobs if choice.logprobs and choice.logprobs.content else None
+        text = ChunkChoice(index=index, delta=delta, logprobs=logprobs)
+        end = ChunkChoice(index=index, delta=DeltaMessage(), finish_reason=choice.finish_reason)
+        return [sse(self.template.model_copy(update={"choices": [c]}), ensure_ascii=False) for c in (text, end)]
 
     def finish(self, reason: FinishReason | None) -> bytes:
         choice = ChunkChoice(delta=DeltaMessage(), finish_reason=reason)

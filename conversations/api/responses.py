@@ -56,7 +56,6 @@ UNHONOURED: dict[str, tuple[Any, ...]] = {
     "background": (None, False),
     "conversation": (None,),
     "prompt": (None,),
-    "top_logprobs": (None, 0),
     "max_tool_calls": (None,),
     "service_tier": (None, "auto", "default"),
     "context_management": (None,),
@@ -213,6 +212,7 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
                 tools=body.function_tools(),
                 tool_choice=body.choice(),
                 response_format=body.response_format(),
+                logprobs=body.logprobs_wanted(),
             ),
             user_id=caller.user.pk,
             api_key_id=caller.key.pk if caller.key else None,
@@ -323,7 +323,8 @@ def _items(answer: Answer, request_id: str) -> list[dict]:
     if answer.reasoning:
         items.append({"type": "reasoning", "id": f"rs_{request_id}", "text": answer.reasoning})
     if answer.content:
-        items.append({"type": "message", "id": f"msg_{request_id}", "role": "assistant", "text": answer.content})
+        message = {"type": "message", "id": f"msg_{request_id}", "role": "assistant", "text": answer.content}
+        items.append({**message, "logprobs": answer.logprobs} if answer.logprobs else message)
     for n, call in enumerate(answer.tool_calls):
         items.append({"type": "function_call", "id": f"fc_{request_id}_{n}", "call_id": call["id"],
                       "name": call["name"], "arguments": call["arguments"]})  # fmt: skip

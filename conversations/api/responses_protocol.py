@@ -97,7 +97,9 @@ def public_item(item: dict[str, Any], *, show_reasoning: bool, seal_for: int | N
             encrypted_content=seal(item["text"], seal_for) if seal_for is not None else None,
         )
     if kind == "message":
-        return MessageOut(id=item["id"], status=status, content=[OutputText(text=item["text"])])
+        return MessageOut(
+            id=item["id"], status=status, content=[OutputText(text=item["text"], logprobs=item.get("logprobs") or [])]
+        )
     return FunctionCallOut(
         id=item["id"], status=status, call_id=item["call_id"], name=item["name"], arguments=item["arguments"]
     )

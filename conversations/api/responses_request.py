@@ -17,6 +17,7 @@ from inference_worker.jobs import TOOL_NAME, FunctionTool, HistoryMessage, Integ
 
 MAX_ITEMS = 2000
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
+TEXT_LOGPROBS = "message.output_text.logprobs"
 
 
 class InputText(BaseModel):
@@ -153,12 +154,15 @@ class ResponsesRequest(BaseModel):
     safety_identifier: str | None = Field(default=None, max_length=256)
     prompt_cache_key: str | None = Field(default=None, max_length=256)  # a hint: prefix caching needs none
     truncation: Literal["disabled", "auto"] | None = None
+    top_logprobs: Integer | None = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
     def _check(self) -> ResponsesRequest:
         for field in self.include or []:
-            if field != ENCRYPTED_REASONING:
-                raise ValueError(f"include: {field!r} is not supported (only {ENCRYPTED_REASONING!r})")
+            if field not in (ENCRYPTED_REASONING, TEXT_LOGPROBS):
+                raise ValueError(
+                    f"include: {field!r} is not supported (only {ENCRYPTED_REASONING!r}, {TEXT_LOGPROBS!r})"
+                )
         for key in self.metadata or {}:
             if len(key) > 64:
                 raise ValueError("metadata: keys are at most 64 characters")
@@ -184,6 +188,12 @@ class ResponsesRequest(BaseModel):
         if isinstance(self.input, str):
             return [MessageItem(role="user", content=self.input)]
         return list(self.input)
+
+    def logprobs_wanted(self) -> int | None:
+        """How many alternatives each output token's logprob comes with; None: no logprobs."""
+        if TEXT_LOGPROBS in (self.include or []) or self.top_logprobs is not None:
+            return self.top_logprobs or 0
+        return None
 
     def wants_sealed_reasoning(self) -> bool:
         return ENCRYPTED_REASONING in (self.include or [])

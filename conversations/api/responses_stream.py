@@ -54,7 +54,7 @@ class _Events:
             )
         return out
 
-    def piece(self, kind: str, text: str, *, make: dict) -> list[bytes]:
+    def piece(self, kind: str, text: str, *, make: dict, logprobs: list | None = None) -> list[bytes]:
         """A delta of reasoning, text or arguments, opening its item first if it is not open."""
         out = [] if self.open is not None and self.open["type"] == make["type"] else self.start(make)
         item, index = self.open, len(self.items) - 1
@@ -65,8 +65,10 @@ class _Events:
                 out.append(self.emit("response.reasoning_text.delta", item_id=item["id"], output_index=index,
                                      content_index=0, delta=text))  # fmt: skip
         elif kind == "message":
+            if logprobs:
+                item["logprobs"] = item.get("logprobs", []) + logprobs
             out.append(self.emit("response.output_text.delta", item_id=item["id"], output_index=index,
-                                 content_index=0, delta=text, logprobs=[]))  # fmt: skip
+                                 content_index=0, delta=text, logprobs=logprobs or []))  # fmt: skip
         else:
             out.append(
                 self.emit("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=text)
@@ -82,9 +84,10 @@ class _Events:
             out.append(self.emit("response.reasoning_text.done", item_id=item["id"], output_index=index,
                                  content_index=0, text=item["text"]))  # fmt: skip
         elif item["type"] == "message":
-            part = {"type": "output_text", "text": item["text"], "annotations": [], "logprobs": []}
+            logprobs = item.get("logprobs") or []
+            part = {"type": "output_text", "text": item["text"], "annotations": [], "logprobs": logprobs}
             out.append(self.emit("response.output_text.done", item_id=item["id"], output_index=index,
-                                 content_index=0, text=item["text"], logprobs=[]))  # fmt: skip
+                                 content_index=0, text=item["text"], logprobs=logprobs))  # fmt: skip
             out.append(
                 self.emit(
                     "response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part
@@ -117,7 +120,9 @@ async def events(begun: Begun, request_id: str, keep: Callable[..., None]) -> As
                     for b in out.piece("reasoning", ev["reasoning"], make=_reasoning(request_id)):
                         yield b
                 if ev.get("content"):
-                    for b in out.piece("message", ev["content"], make=_message(request_id)):
+                    for b in out.piece(
+                        "message", ev["content"], make=_message(request_id), logprobs=ev.get("logprobs")
+                    ):
                         yield b
                 if ev.get("tool_call"):
                     for b in out.start(_call(request_id, calls, ev["tool_call"])):

@@ -11,6 +11,7 @@ import jsonschema
 import openai
 import pytest
 
+from accounts.models import ApiKey, UsageDay
 from chatweb.testing.workers import (
     STRUCTURED_ANSWER,
     STRUCTURED_QUESTION,
@@ -22,7 +23,7 @@ from chatweb.testing.workers import (
     WEATHER_RESULT,
     WEATHER_TOOL,
 )
-from conftest import GPT_OSS_ANSWER, GPT_OSS_REASONING, ensure_model_row
+from conftest import GPT_OSS_ANSWER, GPT_OSS_REASONING, ensure_model_row, wait_for
 from conversations.tests.test_api_chat import client
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]
@@ -40,6 +41,13 @@ def test_an_answer_with_its_reasoning_and_real_usage(live_daphne, users, gpt_oss
     usage = response.usage
     assert usage.input_tokens > 0 and usage.output_tokens > usage.output_tokens_details.reasoning_tokens > 0
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+
+    # Counted on the key and the user's day exactly as a chat completion is.
+    row = ApiKey.objects.get(user=users.alice)
+    wait_for(lambda: ApiKey.objects.get(pk=row.pk).requests == 1, 10, "the key's usage")
+    row.refresh_from_db()
+    assert (row.prompt_tokens, row.completion_tokens) == (usage.input_tokens, usage.output_tokens)
+    assert UsageDay.objects.get(user=users.alice).completion_tokens == usage.output_tokens
 
 
 def test_a_stream_comes_in_openais_event_sequence(live_daphne, users, gpt_oss, key):
@@ -230,7 +238,6 @@ def test_the_agents_sdk_runs_an_agent_over_the_responses_api(live_daphne, users,
     ],
 )
 def test_bad_requests_are_errors_naming_the_field_and_change_nothing(asgi_api, users, key, change, param):
-    from accounts.models import ApiKey
     from conversations.models import StoredResponse
 
     ensure_model_row("gpt-oss-test")

@@ -32,6 +32,7 @@ class Coalescer:
         self.sent_content = self.sent_reasoning = self.sent_arguments = ""  # everything sent so far
         self.call: dict[str, str] | None = None  # the function call being written: id, name
         self.call_sent = False
+        self.logprobs: list[dict] = []  # of content tokens waiting to be sent (when asked for)
         self.last_sent = 0.0
         self.sent_any = False
         self.seq = 0
@@ -55,7 +56,8 @@ class Coalescer:
         await self.flush()
         self.call, self.call_sent = {"id": call_id, "name": name}, False
 
-    async def push(self, content: str, reasoning: str, arguments: str = "") -> None:
+    async def push(self, content: str, reasoning: str, arguments: str = "", logprobs: list | None = None) -> None:
+        self.logprobs += logprobs or []
         self.content += content
         self.reasoning += reasoning
         self.arguments += arguments
@@ -86,6 +88,8 @@ class Coalescer:
                 event["reasoning"] = self.reasoning
             if self.arguments:
                 event["arguments"] = self.arguments
+            if self.logprobs:
+                event["logprobs"], self.logprobs = self.logprobs, []
             if self.call is not None and not self.call_sent:
                 event["tool_call"], self.call_sent = self.call, True
             self.sent_content += self.content

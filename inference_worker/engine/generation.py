@@ -58,6 +58,7 @@ class RequestState:
     aborted: bool = False
     final_event: dict[str, Any] | None = None  # "done" or "error", sent once the result is stored
     tool_calls: list[dict[str, str]] = field(default_factory=list)  # id, name, arguments
+    extra_choices: list[dict[str, Any]] = field(default_factory=list)  # n > 1: the other choices, whole
     engine_id: str = ""  # the engine's request now (a steered harmony answer takes more than one)
 
     def __post_init__(self) -> None:
@@ -177,6 +178,8 @@ class Generating:
             output_kind=RequestOutputKind.DELTA,
             detokenize=self.spec.prompt_format != "harmony",
             extra_args=extra,
+            logprobs=job.logprobs,
+            n=job.n,
         )
 
     async def _generate(
@@ -255,7 +258,9 @@ class Generating:
                     "dropped_messages": prompt.dropped,
                 }
             )
-            await self._stream(prompt, sampling, state, Steering(job.tools, job.tool_choice, job.response_format))
+            await self._stream(
+                prompt, sampling, state, Steering(job.tools, job.tool_choice, job.response_format), job.logprobs
+            )
             return state
         except Exception as exc:  # noqa: BLE001 - every failure reaches the user as an error event
             log.exception("generation %s failed", rid)

@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from inference_worker.engine.logprobs import entry
 from inference_worker.engine.steering import Steering, Turn, call_header, names_grammar, pick_header
 from inference_worker.events import Event
 
@@ -54,7 +55,9 @@ class Streaming:
     coalescers: dict[str, Coalescer]
     _usage: Any  # Generating's
 
-    async def _stream(self, prompt, sampling, state: RequestState, steering: Steering | None = None) -> None:
+    async def _stream(
+        self, prompt, sampling, state: RequestState, steering: Steering | None = None, top: int | None = None
+    ) -> None:
         from openai_harmony import StreamState
 
         rid = state.request_id
@@ -70,12 +73,23 @@ class Streaming:
         written: list[int] = []  # the answer's tokens so far, while a later step may need them
         message_start = 0  # where the message being written begins in `written`
         finish_reason = ""
+        decode = (lambda t: encoding.decode([t])) if encoding is not None else None  # noqa: E731
+        extras: dict[int, Choice] = {}  # n > 1: the choices after the first
         while True:
             turn: Turn | None = None
             async for output in self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, state.engine_id):
-                completion = output.outputs[0]
+                completion = None
+                for other in output.outputs:  # n > 1: the other choices are kept whole, for the end
+                    if other.index == 0:
+                        completion = other
+                    else:
+                        state.completion_tokens += len(other.token_ids)
+                        extras.setdefault(other.index, Choice(encoding, top)).feed(other, decode)
+                if completion is None:
+                    continue
                 content = reasoning = arguments = ""
                 tokens = completion.token_ids
+                logprobs = [] if top is not None and completion.logprobs is not None else None
                 if parser is not None:
                     for i, token in enumerate(tokens):
                         was = parser.state
@@ -89,38 +103,40 @@ class Streaming:
                                 if turn is not None:
                                     tokens = tokens[: i + 1]
                                     break
-                        delta = parser.last_content_delta or ""
+                        kind, delta, name = classify(parser, was)
+                        if logprobs is not None and kind == "content":
+                            logprobs.append(entry(token, completion.logprobs[i], top, decode))
                         if not delta:
                             continue
-                        recipient = parser.current_recipient or ""
-                        if recipient.startswith("functions."):  # a call: its arguments, after what came before
-                            name = recipient.removeprefix("functions.")
+                        if kind == "call":  # a call: its arguments, after what came before
                             if not state.tool_calls or state.tool_calls[-1]["name"] != name:
                                 await coalescer.push(content, reasoning)
                                 content = reasoning = ""
-                                call = {"id": f"call_{uuid.uuid4().hex[:24]}", "name": name}
-                                state.tool_calls.append({**call, "arguments": ""})
+                                call = new_call(name)
+                                state.tool_calls.append(call)
                                 await coalescer.calling(call["id"], call["name"])
                             state.tool_calls[-1]["arguments"] += delta
                             arguments += delta
-                        elif parser.current_channel == "analysis":
+                        elif kind == "reasoning":
                             reasoning += delta
                             state.reasoning_tokens += 1
                         else:  # the final answer, or a preamble to a call (commentary to no one)
                             content += delta
                 else:
                     content = completion.text
+                    if logprobs is not None:
+                        logprobs += [entry(t, completion.logprobs[i], top, None) for i, t in enumerate(tokens)]
                 if tokens and state.first_token_at is None:
                     state.first_token_at = time.time()
                 state.completion_tokens += len(tokens)
                 state.content += content
                 state.reasoning += reasoning
                 if content or reasoning or arguments:
-                    await coalescer.push(content, reasoning, arguments)
+                    await coalescer.push(content, reasoning, arguments, logprobs)
                 if turn is not None:
                     break
-                if output.finished:
-                    finish_reason = completion.finish_reason or ""
+                if completion.finish_reason:  # (n > 1: the first choice may end before the others)
+                    finish_reason = completion.finish_reason
             if turn is None:
                 break
             await self.engine.abort(state.engine_id)
@@ -145,6 +161,8 @@ class Streaming:
             prompt_ids, written = prompt_ids + written, []
             state.engine_id = f"{rid}-step{state.completion_tokens}"
         await coalescer.flush()
+        state.extra_choices = [extras[i].end() for i in sorted(extras)]
+        state.reasoning_tokens += sum(c.reasoning_tokens for c in extras.values())
         self._end_state(state, finish_reason, coalescer.seq)
 
     async def _pick(self, prefix: list[int], first: bool, base, state: RequestState, names: list[str]) -> str | None:
@@ -183,6 +201,79 @@ class Streaming:
         }
         if state.tool_calls:
             state.final_event["tool_calls"] = [dict(c) for c in state.tool_calls]
+        if state.extra_choices:
+            state.final_event["choices"] = state.extra_choices
+
+
+def classify(parser, was) -> tuple[str, str, str]:
+    """What the token the harmony parser just took is: ("header", "", "") for a token of a
+    message's header or end; else its kind ("reasoning", "content", or "call" with the
+    function's name) and the text it added (empty mid-character)."""
+    from openai_harmony import StreamState
+
+    if not (was == parser.state == StreamState.CONTENT):
+        return "header", "", ""
+    delta = parser.last_content_delta or ""
+    recipient = parser.current_recipient or ""
+    if recipient.startswith("functions."):
+        return "call", delta, recipient.removeprefix("functions.")
+    if parser.current_channel == "analysis":
+        return "reasoning", delta, ""
+    return "content", delta, ""  # the final answer, or a preamble to a call (commentary to no one)
+
+
+def new_call(name: str) -> dict[str, str]:
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "name": name, "arguments": ""}
+
+
+class Choice:
+    """One of the other choices of an n > 1 request, kept whole for the end: they are
+    sampled in the same engine request as the first, which streams."""
+
+    def __init__(self, encoding, top: int | None) -> None:
+        self.parser = _assistant_parser(encoding) if encoding is not None else None
+        self.top = top
+        self.content = self.reasoning = self.finish_reason = ""
+        self.reasoning_tokens = 0
+        self.tool_calls: list[dict[str, str]] = []
+        self.logprobs: list[dict] | None = [] if top is not None else None
+
+    def feed(self, completion, decode) -> None:
+        if completion.finish_reason:
+            self.finish_reason = completion.finish_reason
+        wanted = self.logprobs is not None and completion.logprobs is not None
+        if self.parser is None:
+            self.content += completion.text
+            if wanted:
+                self.logprobs += [entry(t, completion.logprobs[i], self.top, None)
+                                  for i, t in enumerate(completion.token_ids)]  # fmt: skip
+            return
+        for i, token in enumerate(completion.token_ids):
+            was = self.parser.state
+            self.parser.process(token)
+            kind, delta, name = classify(self.parser, was)
+            if wanted and kind == "content":
+                self.logprobs.append(entry(token, completion.logprobs[i], self.top, decode))
+            if kind == "call":
+                if not self.tool_calls or self.tool_calls[-1]["name"] != name:
+                    self.tool_calls.append(new_call(name))
+                self.tool_calls[-1]["arguments"] += delta
+            elif kind == "reasoning":
+                self.reasoning += delta
+                self.reasoning_tokens += bool(delta)
+            elif kind == "content":
+                self.content += delta
+
+    def end(self) -> dict:
+        reason = self.finish_reason or "stop"
+        if self.tool_calls and reason != "length":
+            reason = "tool_calls"
+        out = {"content": self.content, "reasoning": self.reasoning, "finish_reason": reason}
+        if self.tool_calls:
+            out["tool_calls"] = self.tool_calls
+        if self.logprobs is not None:
+            out["logprobs"] = self.logprobs
+        return out
 
 
 def _assistant_parser(encoding):
