@@ -30,7 +30,7 @@ from redis.backoff import ExponentialBackoff
 
 from accounts.quotas import quota_release
 from conversations.models import Message, MessageStatus
-from conversations.services import NO_WORKER_LEFT, NOT_STORED, WORKER_LOST, message_fail
+from conversations.services import NO_WORKER_LEFT, NOT_STORED, WORKER_LOST, message_fail, message_keep_seen
 from inference_worker import presence
 from inference_worker.events import ENDS, Event
 
@@ -225,6 +225,11 @@ def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | No
     passed on) and gives the user's running slot back."""
     whole, end = whole_text(follower)
     if end is not None:
+        seen, kept = follower.sent["content"], (whole or {}).get("content") or ""
+        failed = end.get("event") == Event.ERROR and follower.message_id is not None
+        if failed and message_keep_seen(message_id=follower.message_id, stored=kept, seen=seen):
+            whole = {**whole, "content": seen}  # the reaper failed it first, with less than was shown
+            end = {**end, "content": seen}
         return {"event": "ended", "whole": whole, "end": end}
     worker = follower.worker
     if follower.message_id is not None:

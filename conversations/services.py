@@ -257,6 +257,16 @@ def message_fail(*, message_id: int, error: str, content: str | None = None) -> 
     return bool(Message.objects.filter(pk=message_id, status__in=ACTIVE).update(**fields))
 
 
+def message_keep_seen(*, message_id: int, stored: str, seen: str) -> bool:
+    """A failed answer's readers saw more of its text than was stored (the reaper failed it
+    with the worker's last save, up to PARTIAL_SAVE_SECONDS behind the stream): keep what
+    they saw, if it continues what is stored and nobody changed it meanwhile."""
+    if len(seen) <= len(stored) or not seen.startswith(stored):
+        return False
+    rows = Message.objects.filter(pk=message_id, status=MessageStatus.FAILED, content=stored)
+    return bool(rows.update(content=seen, updated=timezone.now()))
+
+
 NO_WORKER_LEFT = "No worker is serving this model any more. Retry when one is back."
 WORKER_LOST = "The worker writing this answer stopped responding; the partial answer is kept. Retry to try again."
 NOT_STORED = "The worker could not store the end of this answer; the partial answer is kept. Retry to try again."
