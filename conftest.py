@@ -229,16 +229,13 @@ WORKER_FIXTURES = {"start_worker"}  # every engine-holding fixture asks for it
 def pytest_collection_modifyitems(config, items):
     """A test is marked by the fixtures it uses (their whole closure), so `-m "not worker
     and not browser"` never starts an engine or chromium (conftest hooks run before
-    pytest's own, which deselects by marker). Tests that need no engine run first, while
-    the shared workers' engines load (workers.prestart_shared_workers); browser tests run
-    last: Playwright's sync API keeps an event loop in the main thread for the rest of
-    the session, which async tests cannot share."""
+    pytest's own, which deselects by marker). Browser tests run last:
+    Playwright's sync API keeps an event loop in the main thread for the rest of the
+    session, which async tests cannot share."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if BROWSER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.browser)
         if WORKER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.worker)
-    items.sort(
-        key=lambda item: (item.get_closest_marker("browser") is not None, item.get_closest_marker("worker") is not None)
-    )
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

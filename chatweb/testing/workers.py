@@ -170,28 +170,8 @@ def start_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def smollm2_started(start_worker) -> WorkerProcess:
-    return start_worker("smollm2-test", wait=False)
-
-
-@pytest.fixture(scope="session")
-def smollm2_worker(smollm2_started) -> WorkerProcess:
-    smollm2_started.wait_state(("ready",), 300)
-    return smollm2_started
-
-
-# The shared workers that start with the session, without waiting, when its tests need
-# them: their engines load (about 35 s each) while the tests that need no engine run,
-# which conftest.py's ordering puts first.
-PRESTARTED = {"smollm2_worker": "smollm2_started", "gpt_oss_worker": "gpt_oss_started"}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def prestart_shared_workers(request):
-    needed = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
-    for worker, started in PRESTARTED.items():
-        if worker in needed:
-            request.getfixturevalue(started)
+def smollm2_worker(start_worker) -> WorkerProcess:
+    return start_worker("smollm2-test")
 
 
 GPT_OSS_IDLE_SECONDS = 8
@@ -286,19 +266,13 @@ def weather_scripts() -> dict[str, list[int]]:
 
 
 @pytest.fixture(scope="session")
-def gpt_oss_started(start_worker) -> WorkerProcess:
+def gpt_oss_worker(start_worker) -> WorkerProcess:
     """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER, and
     to play the get_weather exchange (weather_scripts) when asked WEATHER_QUESTION."""
     import json
 
     env = {**script_env(gpt_oss_script()), "CHATWEB_SCRIPTS": json.dumps(weather_scripts())}
-    return start_worker("gpt-oss-test", env=env, wait=False)
-
-
-@pytest.fixture(scope="session")
-def gpt_oss_worker(gpt_oss_started) -> WorkerProcess:
-    gpt_oss_started.wait_state(("ready",), 300)
-    return gpt_oss_started
+    return start_worker("gpt-oss-test", env=env)
 
 
 @pytest.fixture(scope="session")
