@@ -246,3 +246,20 @@ def test_bad_requests_are_errors_naming_the_field_and_change_nothing(asgi_api, u
     assert response.status_code in (400, 404), response.content
     assert (response.json()["error"]["param"] or "").startswith(param), response.json()
     assert not ApiKey.objects.filter(requests__gt=0).exists() and not StoredResponse.objects.exists()
+
+
+def test_a_key_that_saves_history_saves_a_responses_call_too(live_daphne, users, gpt_oss):
+    from accounts.services import api_key_create
+    from conversations.models import Conversation
+
+    saving = api_key_create(user=users.alice, name="saver", save_history=True)[1]
+    response = client(live_daphne, saving).responses.create(
+        model="gpt-oss-test", instructions="Be brief.", input="What is it?"
+    )
+    conversation = Conversation.objects.get()
+    assert conversation.owner == users.alice and conversation.system_prompt == "Be brief."
+    question, reply = conversation.messages.order_by("pk")
+    assert question.content == "What is it?"
+    wait_for(lambda: type(reply).objects.get(pk=reply.pk).status == "done", 10, "the stored answer")
+    reply.refresh_from_db()
+    assert reply.content == response.output_text == GPT_OSS_ANSWER

@@ -92,7 +92,8 @@ def test_n_choices_come_from_one_request_and_usage_counts_them_all(live_daphne, 
     assert all(texts) and len(set(texts)) > 1, texts  # sampled, not copied
     for choice in three.choices:
         check_entries(choice.logprobs.content, choice.message.content, 0)
-    assert three.usage.completion_tokens == sum(len(c.logprobs.content) for c in three.choices)
+    written = sum(len(c.logprobs.content) for c in three.choices)  # the text's tokens; usage adds each end token
+    assert written <= three.usage.completion_tokens <= written + 3
     assert three.usage.completion_tokens > one.usage.completion_tokens
     assert three.usage.prompt_tokens == one.usage.prompt_tokens  # one prompt, sampled three times
 

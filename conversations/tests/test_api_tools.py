@@ -214,3 +214,27 @@ def test_langchains_bind_tools_returns_the_call(live_daphne, users, gpt_oss, key
     (call,) = message.tool_calls
     assert call["name"] == "get_weather" and call["args"] == json.loads(WEATHER_ARGUMENTS)
     assert call["id"].startswith("call_")
+
+
+def test_the_async_client_streams_a_call_and_answers_its_result(live_daphne, users, gpt_oss, key):
+    import asyncio
+
+    async def loop() -> str:
+        api = openai.AsyncOpenAI(base_url=f"{live_daphne.url}/api", api_key=key, max_retries=0, timeout=180)
+        stream = await api.chat.completions.create(
+            model="gpt-oss-test", messages=QUESTION, tools=[WEATHER_TOOL], stream=True
+        )
+        pieces = [p async for chunk in stream for c in chunk.choices for p in c.delta.tool_calls or []]
+        call_id, name = pieces[0].id, pieces[0].function.name
+        arguments = "".join(p.function.arguments or "" for p in pieces)
+        assert name == "get_weather" and json.loads(arguments) == json.loads(WEATHER_ARGUMENTS)
+        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        history = [
+            *QUESTION,
+            {"role": "assistant", "content": None, "tool_calls": [call], "reasoning_content": WEATHER_REASONING},
+            {"role": "tool", "tool_call_id": call_id, "content": WEATHER_RESULT},
+        ]
+        answer = await api.chat.completions.create(model="gpt-oss-test", messages=history, tools=[WEATHER_TOOL])
+        return answer.choices[0].message.content
+
+    assert asyncio.run(loop()) == WEATHER_ANSWER
