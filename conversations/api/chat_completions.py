@@ -300,9 +300,11 @@ async def _sse(
             if kind == "delta":
                 reasoning = (event.get("reasoning") if show_reasoning else None) or None
                 content = event.get("content") or None
-                if reasoning or content:
+                logprobs = event.get("logprobs")
+                if reasoning or content or logprobs:
+                    content = content or ("" if logprobs else None)  # a special token's logprob: no text
                     delta = DeltaMessage(reasoning_content=reasoning, reasoning=reasoning, content=content)
-                    yield chunks.delta(delta, event.get("logprobs"))
+                    yield chunks.delta(delta, logprobs)
                 for piece in call.pieces(event):
                     yield chunks.delta(DeltaMessage(tool_calls=[piece]))
             elif kind == "waiting":

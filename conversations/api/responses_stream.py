@@ -119,10 +119,9 @@ async def events(begun: Begun, request_id: str, keep: Callable[..., None]) -> As
                 if ev.get("reasoning"):
                     for b in out.piece("reasoning", ev["reasoning"], make=_reasoning(request_id)):
                         yield b
-                if ev.get("content"):
-                    for b in out.piece(
-                        "message", ev["content"], make=_message(request_id), logprobs=ev.get("logprobs")
-                    ):
+                if ev.get("content") or ev.get("logprobs"):  # (a special token's logprob comes with no text)
+                    text, logprobs = ev.get("content") or "", ev.get("logprobs")
+                    for b in out.piece("message", text, make=_message(request_id), logprobs=logprobs):
                         yield b
                 if ev.get("tool_call"):
                     for b in out.start(_call(request_id, calls, ev["tool_call"])):

@@ -94,9 +94,10 @@ def test_a_streamed_call_and_its_arguments(live_daphne, users, gpt_oss, key):
     assert call.name == "get_weather" and call.call_id.startswith("call_")
 
 
-def test_a_stateless_tool_loop_hands_back_its_sealed_reasoning(live_daphne, users, gpt_oss, key):
+def test_a_stateless_tool_loop_of_three_turns_hands_back_its_sealed_reasoning(live_daphne, users, gpt_oss, key):
     """store=false throughout: the client carries the conversation, and the reasoning that led
-    to the call goes back sealed. It reaches the prompt: the turn with it is longer."""
+    to the call goes back sealed. It reaches the prompt: the turn with it is longer. The
+    third turn carries all of it again, with the answer and a new question."""
     api = client(live_daphne, key)
     first = api.responses.create(
         model="gpt-oss-test",
@@ -119,6 +120,12 @@ def test_a_stateless_tool_loop_hands_back_its_sealed_reasoning(live_daphne, user
     )
     assert with_reasoning.output_text == WEATHER_ANSWER
     assert with_reasoning.usage.input_tokens > without.usage.input_tokens
+
+    answered = [question, sealed, call.model_dump(), result, *(i.model_dump() for i in with_reasoning.output)]
+    third = api.responses.create(
+        model="gpt-oss-test", input=[*answered, {"role": "user", "content": "Thanks. And then?"}], store=False
+    )
+    assert third.output_text == GPT_OSS_ANSWER
 
     tampered = {**sealed, "encrypted_content": sealed["encrypted_content"][:-8] + "AAAAAAA="}
     with pytest.raises(openai.BadRequestError) as refused:

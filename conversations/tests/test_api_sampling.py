@@ -31,8 +31,9 @@ def test_chat_completions_give_each_tokens_logprob_and_its_alternatives(live_dap
     assert choice.message.content == PARIS
     entries = choice.logprobs.content
     check_entries(entries, PARIS, 3)
-    for e in entries:  # greedy: each chosen token is the most likely one
-        assert e.token == e.top_logprobs[0].token and math.isclose(e.logprob, e.top_logprobs[0].logprob)
+    for e in entries:  # greedy: each chosen token is the most likely one (the end token is named "")
+        assert math.isclose(e.logprob, e.top_logprobs[0].logprob)
+        assert e.token in (e.top_logprobs[0].token, "")
 
     chunks = list(
         api.chat.completions.create(
@@ -44,6 +45,14 @@ def test_chat_completions_give_each_tokens_logprob_and_its_alternatives(live_dap
 
     plain = api.chat.completions.create(model="smollm2-test", messages=FRANCE, temperature=0)
     assert plain.choices[0].logprobs is None
+
+    # A special token the model samples (<|endoftext|>, pushed here) is left out of the text,
+    # and named "" in logprobs: the tokens add up to the text (seen at temperature 1.5).
+    pushed = api.chat.completions.create(
+        model="smollm2-test", messages=FRANCE, max_tokens=3, logit_bias={"0": 100}, logprobs=True
+    )
+    assert pushed.choices[0].message.content == ""
+    assert [e.token for e in pushed.choices[0].logprobs.content] == ["", "", ""]
 
 
 def test_gpt_oss_gives_logprobs_of_its_answer_only(live_daphne, users, gpt_oss, key):

@@ -61,7 +61,7 @@ class Coalescer:
         self.content += content
         self.reasoning += reasoning
         self.arguments += arguments
-        if not (self.content or self.reasoning or self.arguments):
+        if not (self.content or self.reasoning or self.arguments or self.logprobs):
             return
         interval = self.interval() if callable(self.interval) else self.interval
         wait = interval - (time.monotonic() - self.last_sent)
@@ -79,7 +79,7 @@ class Coalescer:
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-            if not (self.content or self.reasoning or self.arguments):
+            if not (self.content or self.reasoning or self.arguments or self.logprobs):
                 return
             event: dict[str, Any] = {"event": Event.DELTA, "seq": self.seq}
             if self.content:

@@ -75,6 +75,8 @@ class Streaming:
         finish_reason = ""
         decode = (lambda t: encoding.decode([t])) if encoding is not None else None  # noqa: E731
         extras: dict[int, Choice] = {}  # n > 1: the choices after the first
+        # special tokens a chat template's model may sample: left out of the text, named "" in logprobs
+        hidden = frozenset(getattr(getattr(self.builder, "tokenizer", None), "all_special_ids", ()) or ())
         while True:
             turn: Turn | None = None
             async for output in self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, state.engine_id):
@@ -84,7 +86,7 @@ class Streaming:
                         completion = other
                     else:
                         state.completion_tokens += len(other.token_ids)
-                        extras.setdefault(other.index, Choice(encoding, top)).feed(other, decode)
+                        extras.setdefault(other.index, Choice(encoding, top, hidden)).feed(other, decode)
                 if completion is None:
                     continue
                 content = reasoning = arguments = ""
@@ -125,13 +127,13 @@ class Streaming:
                 else:
                     content = completion.text
                     if logprobs is not None:
-                        logprobs += [entry(t, completion.logprobs[i], top, None) for i, t in enumerate(tokens)]
+                        logprobs += [entry(t, completion.logprobs[i], top, None, hidden) for i, t in enumerate(tokens)]
                 if tokens and state.first_token_at is None:
                     state.first_token_at = time.time()
                 state.completion_tokens += len(tokens)
                 state.content += content
                 state.reasoning += reasoning
-                if content or reasoning or arguments:
+                if content or reasoning or arguments or logprobs:  # (a special token: logprobs, no text)
                     await coalescer.push(content, reasoning, arguments, logprobs)
                 if turn is not None:
                     break
@@ -230,9 +232,9 @@ class Choice:
     """One of the other choices of an n > 1 request, kept whole for the end: they are
     sampled in the same engine request as the first, which streams."""
 
-    def __init__(self, encoding, top: int | None) -> None:
+    def __init__(self, encoding, top: int | None, hidden: frozenset[int] = frozenset()) -> None:
         self.parser = _assistant_parser(encoding) if encoding is not None else None
-        self.top = top
+        self.top, self.hidden = top, hidden
         self.content = self.reasoning = self.finish_reason = ""
         self.reasoning_tokens = 0
         self.tool_calls: list[dict[str, str]] = []
@@ -245,7 +247,7 @@ class Choice:
         if self.parser is None:
             self.content += completion.text
             if wanted:
-                self.logprobs += [entry(t, completion.logprobs[i], self.top, None)
+                self.logprobs += [entry(t, completion.logprobs[i], self.top, None, self.hidden)
                                   for i, t in enumerate(completion.token_ids)]  # fmt: skip
             return
         for i, token in enumerate(completion.token_ids):
