@@ -305,3 +305,21 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# Built-in tools (python in bubblewrap, the browser). README: "Built-in tools".
+TOOL_STEPS = envint("TOOL_STEPS", 8, minimum=1)  # tool calls in one answer
+TOOL_CALL_SECONDS = envint("TOOL_CALL_SECONDS", 30, minimum=1)  # wall time of one call
+TOOL_ANSWER_SECONDS = envint("TOOL_ANSWER_SECONDS", 300, minimum=1)  # all of one answer's calls
+TOOL_OUTPUT_CHARS = envint("TOOL_OUTPUT_CHARS", 8000, minimum=100)  # kept of one call's output
+SANDBOX_PYTHON = os.environ.get("SANDBOX_PYTHON", "/usr/bin/python3")
+SANDBOX_DIR = Path(os.environ.get("SANDBOX_DIR", VAR_DIR / "sandbox"))
+SANDBOX_CPU_SECONDS = envint("SANDBOX_CPU_SECONDS", 10, minimum=1)
+SANDBOX_MEMORY_MB = envint("SANDBOX_MEMORY_MB", 512, minimum=64)
+SANDBOX_PROCESSES = envint("SANDBOX_PROCESSES", 32, minimum=4)
+SANDBOX_FILE_MB = envint("SANDBOX_FILE_MB", 32, minimum=1)
+# The browser's search: a SearXNG-compatible JSON endpoint (its base URL), or none.
+BROWSER_SEARCH_URL = os.environ.get("BROWSER_SEARCH_URL", "")
+# Networks the browser may open pages on although they are not public (CIDRs):
+# loopback, private, link-local and metadata addresses are refused otherwise.
+BROWSER_ALLOWED_NETWORKS = envlist("BROWSER_ALLOWED_NETWORKS", [])
+BROWSER_PAGE_BYTES = envint("BROWSER_PAGE_BYTES", 2_000_000, minimum=10_000)

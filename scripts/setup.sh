@@ -17,6 +17,10 @@ quiet_pip() { "$VENV/bin/pip" "$@" 2> >(grep -v "is ignored: it is neither a fil
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The python tool's sandbox: bubblewrap, running Debian's own python3 (stdlib only),
+# not the project's venv.
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+[[ -x /usr/bin/python3 ]] || need_apt+=(python3)
 # GNU gettext: makemessages / compilemessages, and the test that serves a translation.
 command -v msgfmt >/dev/null || need_apt+=(gettext)
 # Only to validate docker-compose.yml in the tests where Docker's compose plugin is absent.
