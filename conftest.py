@@ -42,7 +42,7 @@ from chatweb.testing.workers import (  # noqa: F401 - tests import these from he
     turn_job,
 )
 
-pytest_plugins = ["chatweb.testing.workers"]  # the worker fixtures
+pytest_plugins = ["chatweb.testing.workers", "chatweb.testing.web"]  # the worker fixtures, stand-in web servers
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -108,6 +108,16 @@ class SiteSettings(models.Model):
         choices=ReasoningVisibility.choices,
         default=ReasoningVisibility.EVERYONE,
     )
+    browser_tool_enabled = models.BooleanField(
+        "built-in tool: browser",
+        default=False,
+        help_text="gpt-oss may search (BROWSER_SEARCH_URL) and open public pages, where a conversation turns it on.",
+    )
+    python_tool_enabled = models.BooleanField(
+        "built-in tool: python",
+        default=False,
+        help_text="gpt-oss may run python in a sandbox (no network), where a conversation turns it on.",
+    )
     admins_read_conversations = models.BooleanField(
         "admins may read users' conversations",
         default=True,
@@ -156,6 +166,9 @@ class SiteSettings(models.Model):
             first_account=user, first_account_claimed=True
         )
         return claimed == 1
+
+    def tool_enabled(self, name: str) -> bool:
+        return {"browser": self.browser_tool_enabled, "python": self.python_tool_enabled}.get(name, False)
 
     def may_see_reasoning(self, user: User) -> bool:
         if self.reasoning_visibility == ReasoningVisibility.EVERYONE:

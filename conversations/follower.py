@@ -185,6 +185,7 @@ def stored_end(message: Message, *, show_reasoning: bool = True) -> dict:
         "finish_reason": message.finish_reason,
         "content": message.content,
         "reasoning": message.reasoning if show_reasoning else "",
+        "steps": message.tool_steps,
         "recovered": True,
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "tokens_per_second": message.tokens_per_second,

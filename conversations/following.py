@@ -190,7 +190,7 @@ class FollowingMixin:
         payload = {k: v for k, v in event.items() if k not in ("type", "event", "request_id")}
         if kind == Event.DELTA and not self.show_reasoning:
             payload.pop("reasoning", None)
-            if "content" not in payload:
+            if "content" not in payload and "step" not in payload:  # a step is shown to all: what ran, not why
                 return
         if kind == Event.DONE and not self.show_reasoning:
             payload.get("usage", {}).pop("reasoning_tokens", None)

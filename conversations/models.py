@@ -13,6 +13,8 @@ class Conversation(models.Model):
     model = models.ForeignKey("inference_worker.ChatModel", null=True, on_delete=models.SET_NULL, related_name="+")
     system_prompt = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)
+    # The built-in tools the user turned on ("browser", "python"); used where the site and model allow.
+    builtin_tools = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -108,6 +110,8 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
+    # The built-in tool calls of the answer, in order: tool, what it was asked, what it gave, seconds.
+    tool_steps = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

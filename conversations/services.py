@@ -12,13 +12,13 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from accounts.models import User
+from accounts.models import SiteSettings, User
 from accounts.quotas import quota_release
 from conversations.admission import SendError, admit, clean_params, clean_text
 from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageRole, MessageStatus
 from inference_worker import presence
-from inference_worker.jobs import Generation, HistoryMessage, Sampling
+from inference_worker.jobs import BUILTIN_TOOLS, Generation, HistoryMessage, Sampling
 from inference_worker.models import ChatModel
 
 MAX_MESSAGE_CHARS = 100_000
@@ -225,6 +225,7 @@ def _start_answer(
             system_prompt=conversation.system_prompt,
             messages=history_for(branch(user_message)),
             params=sampling,
+            builtin_tools=tools_in_use(conversation.builtin_tools, model),
         ),
         user_id=user.pk,
         message_id=assistant.pk,
@@ -367,10 +368,41 @@ def _clean_system_prompt(value: Any) -> str:
     return clean_text(value, what=gettext("The system prompt"), limit=MAX_SYSTEM_PROMPT_CHARS)
 
 
+def tools_in_use(wanted: list[str], model: ChatModel, site: SiteSettings | None = None) -> list[str]:
+    """The built-in tools an answer gets: those the conversation turned on that the site
+    enables and the model may use (the model is told of no others)."""
+    site = site or SiteSettings.load()
+    return [name for name in BUILTIN_TOOLS if name in wanted and site.tool_enabled(name) and model.tool_allowed(name)]
+
+
+def tools_available(model: ChatModel, site: SiteSettings | None = None) -> list[str]:
+    site = site or SiteSettings.load()
+    return [name for name in BUILTIN_TOOLS if site.tool_enabled(name) and model.tool_allowed(name)]
+
+
+def _clean_tools(value: Any, model: ChatModel) -> list[str]:
+    if not isinstance(value, list) or any(not isinstance(name, str) for name in value):
+        raise SendError(gettext("Built-in tools must be a list of names."), "bad_tools")
+    available = tools_available(model)
+    for name in value:
+        if name not in BUILTIN_TOOLS:
+            raise SendError(gettext("There is no built-in tool %(name)s.") % {"name": name[:40]}, "bad_tools")
+        if name not in available:
+            message = gettext("The tool %(name)s is not enabled for %(model)s.")
+            raise SendError(message % {"name": name, "model": model.display_name}, "tool_disabled")
+    return [name for name in BUILTIN_TOOLS if name in value]
+
+
 def conversation_configure(
-    *, conversation: Conversation, model_name: Any = None, system_prompt: Any = None, params: Any = None
+    *,
+    conversation: Conversation,
+    model_name: Any = None,
+    system_prompt: Any = None,
+    params: Any = None,
+    builtin_tools: Any = None,
 ) -> Conversation:
-    """Change a conversation's model, system prompt or parameters (the parameters panel).
+    """Change a conversation's model, system prompt, parameters or built-in tools (the
+    parameters panel).
 
     `params` replaces the stored set (a field left out falls back to the model's default).
     """
@@ -387,6 +419,9 @@ def conversation_configure(
     if params is not None:
         conversation.params = clean_params(params).given()
         fields.append("params")
+    if builtin_tools is not None:
+        conversation.builtin_tools = _clean_tools(builtin_tools, model_for(conversation))
+        fields.append("builtin_tools")
     conversation.save(update_fields=fields)
     return conversation
 

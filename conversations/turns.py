@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.quotas import quota_add_tokens, quota_refund, quota_release
 from accounts.services import api_key_record, usage_record
+from conversations.builtin.runner import runner_for
 from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageStatus
 from conversations.services import title_from_text
@@ -40,6 +41,7 @@ def _save(message_id: int, state: RequestState, *, final: bool) -> None:
         "reasoning": snap["reasoning"],
         "prompt_tokens": snap["prompt_tokens"],
         "completion_tokens": snap["completion_tokens"],
+        "tool_steps": snap["tool_steps"],
         "updated": timezone.now(),
     }
     if final:
@@ -109,7 +111,10 @@ def turn_run(*, job: TurnJob, host: EngineHost) -> RequestState | None:
     claimed = concurrent.futures.Future() if message_id is not None else None
     # The engine checks for a stop and builds the prompt while this thread claims the
     # message: one after the other they took 2-3 ms of every answer's first token.
-    state, future = host.submit(job.generation, claimed)
+    tools = runner_for(
+        enabled=job.generation.builtin_tools, conversation_id=job.conversation_id, request_id=job.request_id
+    )
+    state, future = host.submit(job.generation, claimed, tools)
     if claimed is not None:
         try:
             won = bool(_retrying(_claimer(message_id, host.worker_name), f"claiming message {message_id}"))
@@ -151,6 +156,8 @@ def turn_run(*, job: TurnJob, host: EngineHost) -> RequestState | None:
             log.exception("counting usage of %s failed", state.request_id)
         finally:
             close_old_connections()
+            if tools is not None:
+                tools.close()
             host.finish(state)  # "done" / "error" only once the answer is stored
     if job.make_title and job.conversation_id and state.status == "done":
         try:

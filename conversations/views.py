@@ -90,6 +90,7 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
         "preset": conversation.preset_id,
         "system_prompt": conversation.system_prompt,
         "params": conversation.params,
+        "builtin_tools": conversation.builtin_tools,
         "totals": selectors.conversation_totals(conversation),
     }
 
@@ -139,6 +140,7 @@ def conversation_configure(request: HttpRequest, conversation_id: int) -> JsonRe
             model_name=body.get("model"),
             system_prompt=body.get("system_prompt"),
             params=body.get("params"),
+            builtin_tools=body.get("builtin_tools"),
         )
     except services.SendError as exc:
         return _error(exc)

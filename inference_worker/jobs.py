@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
@@ -189,6 +191,32 @@ class Generation(BaseModel):
     enqueued_at: float = Field(default_factory=time.time)
     date: str | None = None  # the prompt's "current date" (harmony); today when None
     script: list[int] | None = None  # tests only: token ids a scripted worker is made to say
+    # gpt-oss's built-in tools the model is told of; the submitter runs them (ToolRunner)
+    builtin_tools: list[Literal["browser", "python"]] = []
+
+
+BUILTIN_TOOLS = ("browser", "python")
+
+
+@dataclass
+class ToolOutcome:
+    """What a built-in tool call gave: the tool message the model reads next, and the step
+    as users see and the message stores it."""
+
+    text: str
+    step: dict[str, Any]
+    last: bool = False  # a limit is reached and the model was told so: no more calls
+
+
+class ToolRunner(Protocol):
+    """Runs one answer's built-in tool calls (the submitter's, so that what they may reach,
+    and their limits, are its business). Called from a thread, never on the engine loop."""
+
+    def start(self, recipient: str, text: str) -> dict[str, Any]:
+        """The step as shown while the call runs ("Searching for ...")."""
+
+    def run(self, recipient: str, text: str, step: dict[str, Any], cancelled: Callable[[], bool]) -> ToolOutcome:
+        """Run the call the model wrote to `recipient` ("python", "browser.search", ...)."""
 
 
 _host: EngineHost | None = None

@@ -64,6 +64,12 @@ class ChatModel(models.Model):
         default=False,
         help_text="Skip torch.compile and CUDA graphs: starts much faster, runs somewhat slower. On for CPU demos.",
     )
+    allow_browser = models.BooleanField(
+        "may use the browser tool", default=True, help_text="gpt-oss only, and only where Site settings enable it."
+    )
+    allow_python = models.BooleanField(
+        "may use the python tool", default=True, help_text="gpt-oss only, and only where Site settings enable it."
+    )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -76,3 +82,7 @@ class ChatModel(models.Model):
     @property
     def is_harmony(self) -> bool:
         return self.prompt_format == PromptFormat.HARMONY
+
+    def tool_allowed(self, name: str) -> bool:
+        """gpt-oss knows its built-in tools from training; a chat template's model does not."""
+        return self.is_harmony and {"browser": self.allow_browser, "python": self.allow_python}.get(name, False)

@@ -118,11 +118,10 @@ class HarmonyPromptBuilder(PromptBuilder):
             options.get("reasoning_effort") or "medium"
         ]
         today = options.get("date") or datetime.date.today().isoformat()
-        messages = [
-            Message.from_role_and_content(
-                Role.SYSTEM, SystemContent.new().with_reasoning_effort(effort).with_conversation_start_date(today)
-            )
-        ]
+        system_content = SystemContent.new().with_reasoning_effort(effort).with_conversation_start_date(today)
+        for name in options.get("builtin_tools") or []:
+            system_content = system_content.with_tools(_builtin_namespace(name))
+        messages = [Message.from_role_and_content(Role.SYSTEM, system_content)]
         # tool_choice "none": the model is not told of the functions, so it cannot call one.
         tools = options.get("tools") or [] if options.get("tool_choice") != "none" else []
         if system or tools:
@@ -143,6 +142,32 @@ class HarmonyPromptBuilder(PromptBuilder):
         return list(
             self.encoding.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
         )
+
+
+PYTHON_DESCRIPTION = (
+    "Use this tool to execute Python code in your chain of thought. The code will not be shown to the user. "
+    "This tool should be used for internal reasoning, but not for code that is intended to be visible to the "
+    "user (e.g. when creating plots, tables, or files).\n\n"
+    "When you send a message containing Python code to python, it will be executed in a fresh Python process "
+    "(the standard library only): print what you want to see. python will respond with the output of the "
+    "execution or time out after {seconds} seconds. Files saved in '/mnt/data' persist for this conversation. "
+    "Internet access for this session is disabled."
+)
+
+
+def _builtin_namespace(name: str):
+    """harmony's own configuration of a built-in tool; python's says what the sandbox is."""
+    from openai_harmony import ToolNamespaceConfig
+
+    if name == "browser":
+        return ToolNamespaceConfig.browser()
+    if name == "python":
+        from django.conf import settings
+
+        return ToolNamespaceConfig(
+            name="python", description=PYTHON_DESCRIPTION.format(seconds=settings.TOOL_CALL_SECONDS), tools=[]
+        )
+    raise ValueError(f"no built-in tool {name!r}")
 
 
 def _harmony_messages(turn: dict[str, Any]) -> list:

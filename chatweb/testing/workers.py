@@ -5,9 +5,11 @@ need a live worker but no engine. A pytest plugin (registered by the root confte
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import redis as redis_lib
 from django.conf import settings
 
 from chatweb.testing.support import ROOT, test_environment, wait_for
+from chatweb.testing.web import PUBLIC_NETWORK
 
 _TINY_GPT_OSS = {
     "folder": "tiny-gpt-oss",
@@ -236,6 +239,25 @@ UNCALLED_QUESTION = "Which city? Answer as JSON."
 UNCALLED_REASONING = "No need for a tool; the city is Paris."
 
 
+# A built-in tool loop: a search, an open of the first result, a python call, then a final
+# answer that cites the page (cursor 1, its line 2), each step run for real by the worker.
+TOOLS_QUESTION = "Where was tea first brewed, and what is six times seven?"
+TOOLS_CODE = "print(6 * 7)"
+TOOLS_ANSWER = "Tea was first brewed in China 【1†L2】, and six times seven is 42."
+
+
+def tools_script(encoding) -> list[int]:
+    text = (
+        "<|channel|>analysis<|message|>Search for tea, then compute.<|end|>"
+        '<|start|>assistant<|channel|>analysis to=browser.search code<|message|>{"query":"history of tea"}<|call|>'
+        '<|channel|>analysis to=browser.open code<|message|>{"id":0}<|call|>'
+        f"<|channel|>analysis to=python code<|message|>{TOOLS_CODE}<|call|>"
+        "<|channel|>analysis<|message|>China; and 42.<|end|>"
+        f"<|start|>assistant<|channel|>final<|message|>{TOOLS_ANSWER}<|return|>"
+    )
+    return encoding.encode(text, allowed_special="all")
+
+
 def weather_scripts() -> dict[str, list[int]]:
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
@@ -258,6 +280,7 @@ def weather_scripts() -> dict[str, list[int]]:
         f"<|start|>assistant<|channel|>final<|message|>{WEATHER_ARGUMENTS}<|return|>"
     )
     return {
+        TOOLS_QUESTION: tools_script(encoding),
         UNCALLED_QUESTION: encoding.encode(uncalled, allowed_special="all"),
         WEATHER_QUESTION: encoding.encode(call, allowed_special="all"),
         WEATHER_RESULT: encoding.encode(answer, allowed_special="all"),
@@ -266,12 +289,30 @@ def weather_scripts() -> dict[str, list[int]]:
 
 
 @pytest.fixture(scope="session")
-def gpt_oss_worker(start_worker) -> WorkerProcess:
-    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER, and
-    to play the get_weather exchange (weather_scripts) when asked WEATHER_QUESTION."""
+def sandbox_root():
+    """The python tool's directories for the test workers. Not under pytest's tmp_path, which
+    is 0700: the sandbox's own user must pass through every directory above them."""
+    path = tempfile.mkdtemp(prefix="chatweb-test-sandbox-")
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gpt_oss_worker(start_worker, web_stand_ins, sandbox_root) -> WorkerProcess:
+    """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER, to play
+    the get_weather exchange (weather_scripts) when asked WEATHER_QUESTION, and a built-in tool
+    loop when asked TOOLS_QUESTION (its browser reaches the stand-in site and search engine)."""
     import json
 
-    env = {**script_env(gpt_oss_script()), "CHATWEB_SCRIPTS": json.dumps(weather_scripts())}
+    site, engine = web_stand_ins
+    env = {
+        **script_env(gpt_oss_script()),
+        "CHATWEB_SCRIPTS": json.dumps(weather_scripts()),
+        "BROWSER_SEARCH_URL": engine.base,
+        "BROWSER_ALLOWED_NETWORKS": PUBLIC_NETWORK,
+        "SANDBOX_DIR": sandbox_root,
+    }
     return start_worker("gpt-oss-test", env=env)
 
 

@@ -5,60 +5,13 @@ machine: where a test needs a name to resolve somewhere, a stand-in resolver
 (named as one) answers instead of the system's."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from chatweb.testing.web import TEA_ARTICLE as ARTICLE
+from chatweb.testing.web import TEA_TITLE, Site
 from conversations.builtin import browser, fetching
-
-ARTICLE = (
-    "<html><head><title>Tea &amp; its history</title></head><body><nav><a href='/'>Home</a></nav><article>"
-    "<h1>Tea</h1>"
-    + "".join(
-        f"<p>Paragraph {i}: tea was first brewed in China and spread along the trade routes; "
-        f"see <a href='/region/{i}'>region {i}</a> for more of its long story.</p>"
-        for i in range(6)
-    )
-    + "<p>茶起源于中国，后来沿着贸易路线传播到世界各地。</p><script>alert('x')</script></article></body></html>"
-)
-
-
-class Site:
-    """A real HTTP server on one loopback address; routes are (status, headers, body)."""
-
-    def __init__(self, host: str):
-        self.requests: list[dict] = []
-        self.routes: dict[str, tuple] = {}
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                site.requests.append({"path": self.path, "headers": dict(self.headers)})
-                status, headers, body = site.routes.get(self.path, (404, {}, b"not here"))
-                if callable(body):
-                    body = body()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://{host}:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def html(self, path, body, **headers):
-        self.routes[path] = (200, {"Content-Type": "text/html; charset=utf-8", **headers}, body.encode())
 
 
 @pytest.fixture
@@ -66,7 +19,7 @@ def site():
     # 127.0.0.2 stands for a public site: the tests allow it and nothing else.
     s = Site("127.0.0.2")
     yield s
-    s.server.shutdown()
+    s.close()
 
 
 @pytest.fixture
@@ -75,7 +28,7 @@ def internal():
     s = Site("127.0.0.1")
     s.html("/", "<html><title>admin</title><body>internal secret</body></html>")
     yield s
-    s.server.shutdown()
+    s.close()
 
 
 @pytest.fixture(autouse=True)
@@ -91,8 +44,8 @@ def test_a_page_becomes_numbered_lines_with_numbered_links(site):
     site.html("/tea", ARTICLE)
     shown = open_url(site.base + "/tea")
     assert shown.cursor == 0
-    assert shown.title == "Tea & its history"
-    assert shown.text.startswith(f"[0] Tea & its history ({site.base}/tea)\n**viewing lines [0 - ")
+    assert shown.title == TEA_TITLE
+    assert shown.text.startswith(f"[0] {TEA_TITLE} ({site.base}/tea)\n**viewing lines [0 - ")
     assert "L0: # Tea" in shown.text
     assert "【0†region 0†127.0.0.2】" in shown.text
     assert "茶起源于中国" in shown.text
@@ -236,7 +189,7 @@ def test_search_goes_to_the_configured_searxng_endpoint(settings, site):
     assert "【1†Coffee†example.org】" in shown.text
     opened = browser.call(b, "open", {"id": 0}, seconds=5)
     assert opened.url == site.base + "/tea"
-    engine.server.shutdown()
+    engine.close()
 
 
 def test_search_unconfigured_or_broken_is_said(settings):

@@ -39,6 +39,7 @@ class Coalescer:
         self.timer: asyncio.TimerHandle | None = None
         self.lock = asyncio.Lock()
         self.leading: asyncio.Future | None = None  # the "start" event, published beside prefill
+        self.steps: dict[str, dict[str, Any]] = {}  # built-in tool steps by id, as last sent
 
     def lead(self, event: dict[str, Any]) -> None:
         """Publish `event` without waiting for it, ahead of every delta and snapshot: the
@@ -55,6 +56,19 @@ class Coalescer:
         id and name go with the first delta of its arguments."""
         await self.flush()
         self.call, self.call_sent = {"id": call_id, "name": name}, False
+
+    async def step(self, step: dict[str, Any]) -> None:
+        """A built-in tool step began or ended: the text before it goes out first, then the
+        step (a reader replaces the step of the same id), numbered like the deltas."""
+        await self.flush()
+        async with self.lock:
+            self.steps[step["id"]] = step
+            event = {"event": Event.DELTA, "seq": self.seq, "step": step}
+            self.seq += 1
+            self.sent_any = True
+            self.last_sent = time.monotonic()
+            await self.led()
+            await self.host.reply(self.request_id, event)
 
     async def push(self, content: str, reasoning: str, arguments: str = "", logprobs: list | None = None) -> None:
         self.logprobs += logprobs or []
@@ -119,6 +133,7 @@ class Coalescer:
                     "reasoning": self.sent_reasoning,
                     "arguments": self.sent_arguments,
                     **({"tool_call": self.call} if self.call_sent else {}),
+                    **({"steps": list(self.steps.values())} if self.steps else {}),
                 },
             )
 

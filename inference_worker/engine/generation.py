@@ -20,7 +20,7 @@ from inference_worker import presence
 from inference_worker.engine.coalescer import Coalescer
 from inference_worker.engine.steering import Steering, format_grammar
 from inference_worker.events import SERVING, Event, WorkerState
-from inference_worker.jobs import Generation
+from inference_worker.jobs import Generation, ToolRunner
 from inference_worker.prompts import PromptTooLong
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ class RequestState:
     tool_calls: list[dict[str, str]] = field(default_factory=list)  # id, name, arguments
     extra_choices: list[dict[str, Any]] = field(default_factory=list)  # n > 1: the other choices, whole
     engine_id: str = ""  # the engine's request now (a steered harmony answer takes more than one)
+    tool_steps: list[dict[str, Any]] = field(default_factory=list)  # built-in tool calls, as users see them
+    tool_limit_passed: bool = False  # the model called a tool again after being told a limit was reached
 
     def __post_init__(self) -> None:
         self.engine_id = self.engine_id or self.request_id
@@ -83,6 +85,7 @@ class RequestState:
             "finish_reason": self.finish_reason,
             "error": self.error,
             "error_code": self.error_code,
+            "tool_steps": self.tool_steps,
             **self.timings(),
         }
 
@@ -110,17 +113,20 @@ class Generating:
     _redis: Any
 
     def submit(
-        self, job: Generation, claimed: concurrent.futures.Future | None = None
+        self, job: Generation, claimed: concurrent.futures.Future | None = None, tools: ToolRunner | None = None
     ) -> tuple[RequestState, concurrent.futures.Future]:
         """Run `job` on the engine. `claimed`, if given, resolves to whether this worker won
         the job's message (the task thread claims it meanwhile): the engine checks for a
         stop and builds the prompt while it waits, and drops the request on False before
-        anything is published or generated."""
+        anything is published or generated. `tools` runs the built-in tool calls of a job
+        that enables them."""
+        if job.builtin_tools and tools is None:
+            raise ValueError("a job with built-in tools needs a ToolRunner")
         self.submitted += 1  # the consumer watch: a job was taken
         state = RequestState(request_id=job.request_id, enqueued_at=job.enqueued_at)
         self.held.add(state.request_id)
         self.requests[state.request_id] = state
-        future = asyncio.run_coroutine_threadsafe(self._generate(job, state, claimed), self.loop)
+        future = asyncio.run_coroutine_threadsafe(self._generate(job, state, claimed, tools), self.loop)
         return state, future
 
     def vocab_size(self) -> int | None:
@@ -183,7 +189,11 @@ class Generating:
         )
 
     async def _generate(
-        self, job: Generation, state: RequestState, claimed: concurrent.futures.Future | None = None
+        self,
+        job: Generation,
+        state: RequestState,
+        claimed: concurrent.futures.Future | None = None,
+        tools: ToolRunner | None = None,
     ) -> RequestState:
         rid = state.request_id
         # Before any await: a snapshot request must always find this request's coalescer.
@@ -219,6 +229,7 @@ class Generating:
                         "date": job.date or datetime.date.today().isoformat(),
                         "tools": [t.model_dump() for t in job.tools],
                         "tool_choice": job.tool_choice,
+                        "builtin_tools": job.builtin_tools if self.spec.prompt_format == "harmony" else [],
                     },
                 )
             except PromptTooLong as exc:
@@ -259,7 +270,13 @@ class Generating:
                 }
             )
             await self._stream(
-                prompt, sampling, state, Steering(job.tools, job.tool_choice, job.response_format), job.logprobs
+                prompt,
+                sampling,
+                state,
+                Steering(job.tools, job.tool_choice, job.response_format),
+                job.logprobs,
+                tools,
+                frozenset(job.builtin_tools),
             )
             return state
         except Exception as exc:  # noqa: BLE001 - every failure reaches the user as an error event

@@ -25,10 +25,11 @@ from inference_worker.engine.generation import Generating, RequestState
 from inference_worker.engine.heartbeat import Heartbeat
 from inference_worker.engine.lifecycle import EngineSpec, Lifecycle, ProcessMemory
 from inference_worker.engine.streaming import Streaming
+from inference_worker.engine.tool_loop import ToolLoop
 from inference_worker.events import WorkerState
 
 
-class EngineHost(Lifecycle, Generating, Streaming, Publishing, Heartbeat, ControlListener):
+class EngineHost(Lifecycle, Generating, Streaming, ToolLoop, Publishing, Heartbeat, ControlListener):
     def __init__(
         self,
         spec: EngineSpec,

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from inference_worker.engine.logprobs import entry
 from inference_worker.engine.steering import Steering, Turn, call_header, names_grammar, pick_header
+from inference_worker.engine.tool_loop import builtin_recipient, finished_call, result_tokens
 from inference_worker.events import Event
 
 if TYPE_CHECKING:
     from inference_worker.engine.coalescer import Coalescer
     from inference_worker.engine.generation import RequestState
+    from inference_worker.jobs import ToolRunner
 
 PICK_MAX_TOKENS = 64  # a function's name is at most 64 characters
 
@@ -56,7 +58,14 @@ class Streaming:
     _usage: Any  # Generating's
 
     async def _stream(
-        self, prompt, sampling, state: RequestState, steering: Steering | None = None, top: int | None = None
+        self,
+        prompt,
+        sampling,
+        state: RequestState,
+        steering: Steering | None = None,
+        top: int | None = None,
+        tools: ToolRunner | None = None,
+        builtin: frozenset[str] = frozenset(),
     ) -> None:
         from openai_harmony import StreamState
 
@@ -66,6 +75,9 @@ class Streaming:
         parser = _assistant_parser(encoding) if encoding is not None else None
         if parser is None or (steering is not None and steering.idle):
             steering = None
+        if parser is None or tools is None:
+            builtin = frozenset()
+        told_to_stop = False  # a tool limit was reached and the model told to answer
         rules = steering  # `steering` itself goes once it has turned the answer
         start_token = encoding.encode("<|start|>", allowed_special="all")[0] if steering else None
         base = sampling
@@ -80,6 +92,8 @@ class Streaming:
         while True:
             turn: Turn | None = None
             async for output in self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, state.engine_id):
+                if state.aborted and not output.finished:  # stopped as this step began: it missed the abort
+                    await self.engine.abort(state.engine_id)
                 completion = None
                 for other in output.outputs:  # n > 1: the other choices are kept whole, for the end
                     if other.index == 0:
@@ -96,8 +110,9 @@ class Streaming:
                     for i, token in enumerate(tokens):
                         was = parser.state
                         parser.process(token)
-                        if steering is not None:
+                        if steering is not None or builtin:
                             written.append(token)
+                        if steering is not None:
                             if token == start_token:
                                 message_start = len(written) - 1
                             if parser.state == StreamState.CONTENT and was != StreamState.CONTENT:
@@ -105,10 +120,10 @@ class Streaming:
                                 if turn is not None:
                                     tokens = tokens[: i + 1]
                                     break
-                        kind, delta, name = classify(parser, was)
+                        kind, delta, name = classify(parser, was, builtin)
                         if logprobs is not None and kind == "content":
                             logprobs.append(entry(token, completion.logprobs[i], top, decode))
-                        if not delta:
+                        if not delta or kind == "builtin":  # a built-in call is shown as its step
                             continue
                         if kind == "call":  # a call: its arguments, after what came before
                             if not state.tool_calls or state.tool_calls[-1]["name"] != name:
@@ -140,7 +155,25 @@ class Streaming:
                 if completion.finish_reason:  # (n > 1: the first choice may end before the others)
                     finish_reason = completion.finish_reason
             if turn is None:
-                break
+                call = finished_call(parser, builtin) if finish_reason == "stop" else None
+                if call is None or state.aborted:
+                    break
+                if told_to_stop:  # it was told the limit is reached, and called again
+                    state.tool_limit_passed = True
+                    finish_reason = "length"
+                    break
+                outcome = await self._tool_step(state, coalescer, tools, *call)
+                if state.aborted:
+                    finish_reason = "abort"
+                    break
+                told_to_stop = outcome.last
+                prompt_ids = prompt_ids + written + result_tokens(encoding, call[0], outcome.text)
+                written, message_start, parser = [], 0, _assistant_parser(encoding)
+                used = state.completion_tokens
+                sampling = _next_step(base, None, used=used, script_from=used)
+                state.engine_id = f"{rid}-tool{len(state.tool_steps)}"
+                finish_reason = ""
+                continue
             await self.engine.abort(state.engine_id)
             if state.aborted:  # stopped between two steps
                 finish_reason = "abort"
@@ -203,14 +236,19 @@ class Streaming:
         }
         if state.tool_calls:
             state.final_event["tool_calls"] = [dict(c) for c in state.tool_calls]
+        if state.tool_steps:
+            state.final_event["steps"] = [dict(s) for s in state.tool_steps]
+        if state.tool_limit_passed:
+            state.final_event["notice"] = "tool_limit"
         if state.extra_choices:
             state.final_event["choices"] = state.extra_choices
 
 
-def classify(parser, was) -> tuple[str, str, str]:
+def classify(parser, was, builtin: frozenset[str] = frozenset()) -> tuple[str, str, str]:
     """What the token the harmony parser just took is: ("header", "", "") for a token of a
-    message's header or end; else its kind ("reasoning", "content", or "call" with the
-    function's name) and the text it added (empty mid-character)."""
+    message's header or end; else its kind ("reasoning", "content", "call" with the
+    function's name, or "builtin" with the built-in tool's name) and the text it added
+    (empty mid-character)."""
     from openai_harmony import StreamState
 
     if not (was == parser.state == StreamState.CONTENT):
@@ -219,6 +257,8 @@ def classify(parser, was) -> tuple[str, str, str]:
     recipient = parser.current_recipient or ""
     if recipient.startswith("functions."):
         return "call", delta, recipient.removeprefix("functions.")
+    if builtin and builtin_recipient(recipient, builtin):
+        return "builtin", delta, recipient
     if parser.current_channel == "analysis":
         return "reasoning", delta, ""
     return "content", delta, ""  # the final answer, or a preamble to a call (commentary to no one)

@@ -1,0 +1,91 @@
+"""The built-in tool loop through the real worker: the scripted tiny gpt-oss searches,
+opens a page, runs python and answers; each call is run for real (the stand-in search
+engine and site of chatweb/testing/web.py, bubblewrap), shown as it runs, and stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import SiteSettings
+from chatweb.testing.workers import TOOLS_ANSWER, TOOLS_CODE, TOOLS_QUESTION
+from conftest import ChatSocket
+from conversations.models import Conversation, Message
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+
+def _enable(browser=True, python=True, visibility="everyone"):
+    site = SiteSettings.load()
+    site.browser_tool_enabled, site.python_tool_enabled = browser, python
+    site.reasoning_visibility = visibility
+    site.save()
+
+
+def _steps(events):
+    """Each step's last state, in the order they began."""
+    steps = {}
+    for event in events:
+        if event["type"] == "delta" and "step" in event:
+            steps[event["step"]["id"]] = event["step"]
+    return list(steps.values())
+
+
+@pytest.mark.parametrize("visibility", ["everyone", "nobody"])
+def test_a_search_an_open_and_python_then_the_answer(live_daphne, users, gpt_oss, web_stand_ins, visibility):
+    site, engine = web_stand_ins
+    _enable(visibility=visibility)
+    conv = Conversation.objects.create(
+        owner=users.alice, model=gpt_oss, title="t", title_auto=False, builtin_tools=["browser", "python"]
+    )
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        socket.send(type="send", content=TOOLS_QUESTION, params={"max_tokens": 400})
+        events = socket.until("done", "error", timeout=180)
+    finally:
+        socket.close()
+    assert events[-1]["type"] == "done", events[-1]
+    content = "".join(e.get("content", "") for e in events if e["type"] == "delta")
+    reasoning = "".join(e.get("reasoning", "") for e in events if e["type"] == "delta")
+    assert content == TOOLS_ANSWER
+    assert (reasoning != "") is (visibility == "everyone")
+    assert "print(6" not in reasoning and "history of tea" not in reasoning  # calls are steps, not thoughts
+
+    running = [e["step"] for e in events if e["type"] == "delta" and e.get("step", {}).get("status") == "running"]
+    assert [s["tool"] for s in running] == ["browser.search", "browser.open", "python"]
+    search, opened, python = _steps(events)
+    assert (search["kind"], search["query"], search["status"]) == ("search", "history of tea", "done")
+    assert search["title"] == "Search results for `history of tea`"
+    assert (opened["kind"], opened["status"], opened["url"], opened["cursor"]) == (
+        "open", "done", site.base + "/tea", 1,
+    )  # fmt: skip
+    assert opened["title"] == "Tea & its history"
+    assert (python["kind"], python["code"], python["output"], python["exit_code"]) == ("python", TOOLS_CODE, "42\n", 0)
+    assert all(s["seconds"] >= 0 for s in (search, opened, python))
+    assert any(r["path"].startswith("/search?q=history+of+tea") for r in engine.requests)
+    assert [r["path"] for r in site.requests].count("/tea") >= 1
+
+    answer = Message.objects.get(conversation=conv, role="assistant")
+    assert answer.status == "done" and answer.content == TOOLS_ANSWER
+    assert [s["tool"] for s in answer.tool_steps] == ["browser.search", "browser.open", "python"]
+    assert answer.tool_steps[2]["output"] == "42\n"
+    assert events[-1]["steps"] == answer.tool_steps
+    # every step's tokens are counted: the prompt is the first request's, the rest are the model's
+    assert answer.completion_tokens > 40
+
+
+def test_tools_off_means_the_model_is_not_told(live_daphne, users, gpt_oss):
+    _enable(browser=False, python=False)
+    conv = Conversation.objects.create(
+        owner=users.alice, model=gpt_oss, title="t", title_auto=False, builtin_tools=["browser", "python"]
+    )
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        socket.send(type="send", content=TOOLS_QUESTION, params={"max_tokens": 400})
+        events = socket.until("done", "error", timeout=180)
+    finally:
+        socket.close()
+    # The script still writes its calls; with no tools declared they are nobody's to run:
+    # no step, nothing run, and the answer ends at the first call.
+    assert not _steps(events)
+    answer = Message.objects.get(conversation=conv, role="assistant")
+    assert answer.tool_steps == []
