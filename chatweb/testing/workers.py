@@ -258,6 +258,26 @@ def tools_script(encoding) -> list[int]:
     return encoding.encode(text, allowed_special="all")
 
 
+# Calls past the limit of tool calls (TOOL_STEPS, 8 by default): the ninth is not run, and
+# the model, told so, calls again: the answer ends there.
+LIMIT_QUESTION = "Count to ten in python, one call at a time."
+# A python call that would run for a minute: the tests stop the answer while it runs.
+SLEEP_QUESTION = "Sleep for a minute in python."
+
+
+def limit_script(encoding) -> list[int]:
+    calls = "".join(f"<|channel|>analysis to=python code<|message|>print({n})<|call|>" for n in range(1, 11))
+    return encoding.encode(calls + "<|channel|>final<|message|>Done.<|return|>", allowed_special="all")
+
+
+def sleep_script(encoding) -> list[int]:
+    text = (
+        "<|channel|>analysis to=python code<|message|>import time\nprint('sleeping', flush=True)\n"
+        "time.sleep(60)<|call|><|channel|>final<|message|>Slept.<|return|>"
+    )
+    return encoding.encode(text, allowed_special="all")
+
+
 def weather_scripts() -> dict[str, list[int]]:
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
@@ -281,6 +301,8 @@ def weather_scripts() -> dict[str, list[int]]:
     )
     return {
         TOOLS_QUESTION: tools_script(encoding),
+        LIMIT_QUESTION: limit_script(encoding),
+        SLEEP_QUESTION: sleep_script(encoding),
         UNCALLED_QUESTION: encoding.encode(uncalled, allowed_special="all"),
         WEATHER_QUESTION: encoding.encode(call, allowed_special="all"),
         WEATHER_RESULT: encoding.encode(answer, allowed_special="all"),

@@ -146,6 +146,36 @@ def test_settings_are_validated_and_kept_per_conversation(users, model):
     assert mine.system_prompt == "Be brief." and mine.model == model
 
 
+def test_built_in_tools_are_turned_on_only_where_the_site_and_model_allow(users, model):
+    mine = Conversation.objects.create(owner=users.alice, model=model)
+    client = login(users.alice)
+    off = post(client, f"/c/{mine.pk}/settings", {"builtin_tools": ["python"]})
+    assert off.status_code == 400 and off.json()["code"] == "tool_disabled"
+    site = SiteSettings.load()
+    site.python_tool_enabled = True
+    site.save()
+    on = post(client, f"/c/{mine.pk}/settings", {"builtin_tools": ["python"]})
+    assert on.status_code == 200 and on.json()["builtin_tools"] == ["python"]
+    for bad, code in (
+        ({"builtin_tools": ["browser"]}, "tool_disabled"),  # the site has not enabled it
+        ({"builtin_tools": ["shell"]}, "bad_tools"),
+        ({"builtin_tools": "python"}, "bad_tools"),
+        ({"builtin_tools": [1]}, "bad_tools"),
+    ):
+        response = post(client, f"/c/{mine.pk}/settings", bad)
+        assert response.status_code == 400 and response.json()["code"] == code, bad
+    model.allow_python = False
+    model.save()
+    assert post(client, f"/c/{mine.pk}/settings", {"builtin_tools": ["python"]}).json()["code"] == "tool_disabled"
+    template = ChatModel.objects.create(name="m2", display_name="M2", path="/m", queue="m2")  # a chat template's
+    other = Conversation.objects.create(owner=users.alice, model=template)
+    assert post(client, f"/c/{other.pk}/settings", {"builtin_tools": ["python"]}).json()["code"] == "tool_disabled"
+    theirs = Conversation.objects.create(owner=users.bob, model=model)
+    assert post(client, f"/c/{theirs.pk}/settings", {"builtin_tools": []}).status_code == 404
+    mine.refresh_from_db()
+    assert mine.builtin_tools == ["python"]
+
+
 def test_presets_start_conversations_with_their_model_prompt_and_parameters(users, model):
     preset = Preset.objects.create(
         name="Terse", model=model, system_prompt="Answer in one line.", params={"temperature": 0.1}

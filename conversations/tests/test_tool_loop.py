@@ -4,10 +4,12 @@ engine and site of chatweb/testing/web.py, bubblewrap), shown as it runs, and st
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from accounts.models import SiteSettings
-from chatweb.testing.workers import TOOLS_ANSWER, TOOLS_CODE, TOOLS_QUESTION
+from chatweb.testing.workers import LIMIT_QUESTION, SLEEP_QUESTION, TOOLS_ANSWER, TOOLS_CODE, TOOLS_QUESTION
 from conftest import ChatSocket
 from conversations.models import Conversation, Message
 
@@ -89,3 +91,54 @@ def test_tools_off_means_the_model_is_not_told(live_daphne, users, gpt_oss):
     assert not _steps(events)
     answer = Message.objects.get(conversation=conv, role="assistant")
     assert answer.tool_steps == []
+
+
+def _ask(live_daphne, users, gpt_oss, question, *, stop_when=None):
+    _enable()
+    conv = Conversation.objects.create(
+        owner=users.alice, model=gpt_oss, title="t", title_auto=False, builtin_tools=["browser", "python"]
+    )
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        socket.send(type="send", content=question, params={"max_tokens": 600})
+        events = [socket.recv(timeout=60)]
+        request_id = events[0]["request_id"]  # "queued"
+        while stop_when is not None and not stop_when(events[-1]):
+            events.append(socket.recv(timeout=120))
+        if stop_when is not None:
+            socket.send(type="stop", request_id=request_id)
+        events += socket.until("done", "error", timeout=180)
+    finally:
+        socket.close()
+    return conv, events
+
+
+def test_calls_past_the_limit_are_not_run_and_end_the_answer(live_daphne, users, gpt_oss):
+    conv, events = _ask(live_daphne, users, gpt_oss, LIMIT_QUESTION)
+    steps = _steps(events)
+    assert [s["output"] for s in steps[:8]] == [f"{n}\n" for n in range(1, 9)]
+    assert steps[8]["status"] == "limit" and steps[8]["limit"] == "steps" and "output" not in steps[8]
+    assert len(steps) == 9
+    end = events[-1]
+    assert (end["type"], end["finish_reason"], end["notice"]) == ("done", "length", "tool_limit")
+    answer = Message.objects.get(conversation=conv, role="assistant")
+    assert answer.finish_reason == "length" and len(answer.tool_steps) == 9
+
+
+def test_stop_during_a_python_call_ends_the_call_and_the_answer(live_daphne, users, gpt_oss):
+    started = time.monotonic()
+    conv, events = _ask(
+        live_daphne,
+        users,
+        gpt_oss,
+        SLEEP_QUESTION,
+        stop_when=lambda e: e["type"] == "delta" and e.get("step", {}).get("status") == "running",
+    )
+    end = events[-1]
+    assert (end["type"], end["status"], end["finish_reason"]) == ("done", "stopped", "abort")
+    step = _steps(events)[-1]
+    assert step["status"] == "stopped" and step["stopped_by"] == "cancelled"
+    assert time.monotonic() - started < 50  # the sleep was a minute: it did not run out
+    answer = Message.objects.get(conversation=conv, role="assistant")
+    assert answer.status == "stopped" and answer.tool_steps[-1]["status"] == "stopped"
+    assert "Slept." not in answer.content

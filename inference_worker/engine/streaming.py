@@ -158,13 +158,13 @@ class Streaming:
                 call = finished_call(parser, builtin) if finish_reason == "stop" else None
                 if call is None or state.aborted:
                     break
-                if told_to_stop:  # it was told the limit is reached, and called again
-                    state.tool_limit_passed = True
-                    finish_reason = "length"
-                    break
                 outcome = await self._tool_step(state, coalescer, tools, *call)
                 if state.aborted:
                     finish_reason = "abort"
+                    break
+                if told_to_stop:  # told a limit was reached, it called again: the step says so, the answer ends
+                    state.tool_limit_passed = True
+                    finish_reason = "length"
                     break
                 told_to_stop = outcome.last
                 prompt_ids = prompt_ids + written + result_tokens(encoding, call[0], outcome.text)
