@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext, gettext_lazy
 
 from accounts.models import SiteSettings
+from conversations.builtin import steps
 from conversations.models import Conversation, ConversationRead, Preset
 
 
@@ -124,7 +125,7 @@ class ConversationAdmin(MetadataLookupsOnly, admin.ModelAdmin):
             "opts": self.opts,
             "title": f"{conversation} (read only)",
             "conversation": conversation,
-            "messages_list": conversation.messages.all(),
+            "messages_list": [_with_steps(m) for m in conversation.messages.all()],
             "show_reasoning": SiteSettings.load().may_see_reasoning(request.user),
         }
         return TemplateResponse(request, "admin/conversations/conversation/read.html", context)
@@ -159,3 +160,9 @@ class ConversationReadAdmin(MetadataLookupsOnly, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+def _with_steps(message):
+    """The message, with its tool steps in words for the transcript."""
+    message.steps_read = [{"headline": steps.headline(s), "details": steps.details(s)} for s in message.tool_steps]
+    return message

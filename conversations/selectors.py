@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
+from conversations.builtin import steps
 from conversations.models import Conversation, Message, MessageRole, Preset
 from inference_worker import presence
 from inference_worker.events import WorkerState
@@ -79,6 +80,7 @@ def message_json(message: Message, *, show_reasoning: bool) -> dict[str, Any]:
         "completion_tokens": message.completion_tokens,
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "tokens_per_second": message.tokens_per_second,
+        "tool_steps": message.tool_steps,
         "created": message.created.isoformat(),
     }
 
@@ -99,6 +101,10 @@ def conversation_export_json(conversation: Conversation, *, show_reasoning: bool
     return json.dumps(body, ensure_ascii=False, indent=2)
 
 
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def conversation_export_markdown(conversation: Conversation, branch: list[Message], *, show_reasoning: bool) -> str:
     """One branch (the one on screen) as readable Markdown."""
     lines = [f"# {conversation}", ""]
@@ -110,6 +116,11 @@ def conversation_export_markdown(conversation: Conversation, branch: list[Messag
         lines += [f"## {'You' if m.role == MessageRole.USER else 'Assistant'}", ""]
         if show_reasoning and m.reasoning:
             lines += ["<details><summary>Thinking</summary>", "", m.reasoning, "", "</details>", ""]
+        for step in m.tool_steps:
+            lines += [f"<details><summary>{_escape(steps.headline(step))}</summary>", ""]
+            for label, text in steps.details(step):
+                lines += [f"{label}:", "", "```", text.replace("```", "ʼʼʼ"), "```", ""]
+            lines += ["</details>", ""]
         lines += [m.content, ""]
         if m.status in ("stopped", "failed"):
             lines += [f"*({m.status}{': ' + m.error if m.error else ''})*", ""]

@@ -65,3 +65,26 @@ def test_users_never_reach_the_admin_views(users, alices):
     assert alice.get(f"/admin/conversations/conversation/{alices.pk}/change/").status_code == 302
     assert alice.get("/admin/conversations/conversationread/").status_code == 302
     assert not ConversationRead.objects.exists()
+
+
+def test_an_admin_reads_the_tool_steps_escaped(users, alices):
+    allow(True)
+    Message.objects.create(
+        conversation=alices,
+        role="assistant",
+        content="ok",
+        tool_steps=[
+            {
+                "id": "s1",
+                "tool": "python",
+                "kind": "python",
+                "code": "print('<b>x</b>')",
+                "output": "<b>x</b>\n",
+                "status": "done",
+                "seconds": 0.05,
+            },
+        ],  # fmt: skip
+    )
+    page = login(users.admin).get(f"/admin/conversations/conversation/{alices.pk}/change/").content.decode()
+    assert "Ran python · 0.1 s" in page or "Ran python · 0.0 s" in page
+    assert "print(&#x27;&lt;b&gt;x&lt;/b&gt;&#x27;)" in page and "<b>x</b>" not in page

@@ -230,6 +230,35 @@ def test_exports_hold_the_conversation_and_respect_reasoning_visibility(users, m
     assert all(m["reasoning"] == "" for m in client.get(f"/c/{mine.pk}/export.json").json()["messages"])
 
 
+HOSTILE_STEPS = [
+    {"id": "s1", "tool": "browser.search", "kind": "search", "query": "<img src=x onerror=alert(1)>",
+     "status": "done", "seconds": 0.2, "title": "Search results"},
+    {"id": "s2", "tool": "browser.open", "kind": "open", "title": "<script>alert(2)</script>",
+     "url": "https://example.org/a", "status": "done", "seconds": 1.5},
+    {"id": "s3", "tool": "python", "kind": "python", "code": "print('```</details>')", "output": "```</details>\n",
+     "status": "done", "seconds": 0.05},
+]  # fmt: skip
+
+
+def test_exports_hold_the_tool_steps_escaped_and_whoever_may_not_see_reasoning_sees_them(users, model):
+    mine = Conversation.objects.create(owner=users.alice, title="t", model=model)
+    q = Message.objects.create(conversation=mine, role="user", content="Tea?")
+    Message.objects.create(conversation=mine, parent=q, role="assistant", content="China.", tool_steps=HOSTILE_STEPS)
+    settings = SiteSettings.load()
+    settings.reasoning_visibility = "nobody"
+    settings.save()
+    client = login(users.alice)
+    body = client.get(f"/c/{mine.pk}/export.json").json()
+    assert body["messages"][1]["tool_steps"] == HOSTILE_STEPS
+    text = client.get(f"/c/{mine.pk}/export.md").content.decode()
+    assert "<summary>Searched for “&lt;img src=x onerror=alert(1)&gt;” · 0.2 s</summary>" in text
+    assert "<summary>Read &lt;script&gt;alert(2)&lt;/script&gt; · 1.5 s</summary>" in text
+    assert "<script>" not in text and "<img" not in text
+    assert "print('ʼʼʼ</details>')" in text  # a fence inside the code cannot close the block
+    page = client.get(f"/c/{mine.pk}/").context["page_data"]
+    assert page["messages"][-1]["tool_steps"] == HOSTILE_STEPS
+
+
 def test_model_status_says_why_a_model_is_unavailable(users, model):
     body = login(users.alice).get("/models/status").json()
     (m1,) = body["models"]
