@@ -105,6 +105,20 @@ class WorkerProcess:
 
         return wait_for(check, timeout, f"worker {self.name} to be {'/'.join(states)}", interval=0.2)
 
+    def redis_outage(self, redis_server, seconds: float) -> None:
+        """Redis away for `seconds` from now, this worker frozen until it is down: what the
+        worker says next is said into the outage, never raced through before it (CI: a
+        half-second answer ended before the outage began, and nothing was there to mend)."""
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGSTOP)
+        try:
+            redis_server.stop()
+        finally:
+            os.killpg(self.process.pid, signal.SIGCONT)
+        time.sleep(seconds)
+        redis_server.start()
+
     def kill(self) -> None:
         import signal
 

@@ -261,7 +261,9 @@ def test_a_full_queue_is_503_with_retry_after(asgi_api, users, fake_worker, key,
     assert not ApiKey.objects.filter(requests__gt=0).exists()
 
 
-def bread_through_an_outage(server, key: str, redis_server, seconds: float, then=None) -> tuple[str, str | None]:
+def bread_through_an_outage(
+    server, key: str, worker, redis_server, seconds: float, then=None
+) -> tuple[str, str | None]:
     """A streamed BREAD whose Redis is away for `seconds` from its first words: its text and
     end. `then()` runs the moment Redis is back, before the stream is read on."""
     ensure_model_row("gpt-oss-single")
@@ -282,9 +284,7 @@ def bread_through_an_outage(server, key: str, redis_server, seconds: float, then
         text += chunk.choices[0].delta.content or ""
         finish = chunk.choices[0].finish_reason or finish
         if text and not restarted:
-            redis_server.stop()
-            time.sleep(seconds)
-            redis_server.start()
+            worker.redis_outage(redis_server, seconds)
             restarted = True
             if then is not None:
                 then()
@@ -294,7 +294,7 @@ def bread_through_an_outage(server, key: str, redis_server, seconds: float, then
 def test_deltas_lost_in_a_redis_restart_mid_stream_are_mended(live_daphne, users, bread_worker, key, redis_server):
     """Redis away for longer than the worker retries a publish (1.2 s): the stream notices the
     gap in the deltas' seq and fills it from the worker's snapshot (before: the text had a hole)."""
-    assert bread_through_an_outage(live_daphne, key, redis_server, 1.5) == (BREAD, "stop")
+    assert bread_through_an_outage(live_daphne, key, bread_worker, redis_server, 1.5) == (BREAD, "stop")
 
 
 @pytest.mark.timeout(120)
@@ -322,7 +322,7 @@ def test_an_end_lost_in_a_longer_redis_outage_comes_from_the_outcome_the_worker_
             )
         )
 
-    assert bread_through_an_outage(live_daphne, key, redis_server, 4, then=ask_at_once) == (BREAD, "stop")
+    assert bread_through_an_outage(live_daphne, key, bread_worker, redis_server, 4, then=ask_at_once) == (BREAD, "stop")
     assert answers[0].choices[0].message.content == BREAD
 
 

@@ -309,9 +309,7 @@ def test_a_redis_restart_mid_answer_leaves_the_page_and_the_store_whole(live_dap
     try:
         socket.send(type="send", content="Tell me about bread.")
         events = socket.until("delta", "error", timeout=240)
-        redis_server.stop()
-        time.sleep(1.5)  # the worker gives a publish up after 1.2 s
-        redis_server.start()
+        bread_worker.redis_outage(redis_server, 1.5)  # the worker gives a publish up after 1.2 s
         events += socket.until("done", "error", timeout=60)
     finally:
         socket.close()
