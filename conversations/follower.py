@@ -144,6 +144,8 @@ class Follower:
             held = []
         mended = self._pass({"event": Event.DELTA, "mended": True, **missing})  # no seq: next_seq stays
         mended["text"] = dict(self.sent)
+        if whole.get("steps"):  # the steps so far, whole (a reader replaces its own with them)
+            mended["text"]["steps"] = whole["steps"]
         return [mended] + [self._pass(d) for d in held if presence.delta_seq(d) >= self.next_seq]
 
     def finish(self, whole: dict, end: dict) -> list[dict] | None:
@@ -178,7 +180,13 @@ class Follower:
 def stored_end(message: Message, *, show_reasoning: bool = True) -> dict:
     """The event that ends an answer, from its stored message (done, stopped or failed)."""
     if message.status == MessageStatus.FAILED:
-        return {"event": Event.ERROR, "code": "failed", "message": message.error, "content": message.content}
+        return {
+            "event": Event.ERROR,
+            "code": "failed",
+            "message": message.error,
+            "content": message.content,
+            "steps": message.tool_steps,
+        }
     return {
         "event": Event.DONE,
         "status": message.status,
@@ -207,7 +215,8 @@ def whole_text(follower: Follower) -> tuple[dict | None, dict | None]:
     if follower.message_id is not None:
         message = Message.objects.filter(pk=follower.message_id).first()
         if message is not None and message.status not in ACTIVE:
-            return {"content": message.content, "reasoning": message.reasoning}, stored_end(message)
+            whole = {"content": message.content, "reasoning": message.reasoning, "steps": message.tool_steps}
+            return whole, stored_end(message)
     return None, None
 
 
@@ -215,8 +224,10 @@ def stored_text(follower: Follower) -> dict | None:
     """The text stored so far (lags the stream by up to the worker's save interval)."""
     if follower.message_id is None:
         return None
-    message = Message.objects.filter(pk=follower.message_id).only("content", "reasoning").first()
-    return None if message is None else {"content": message.content, "reasoning": message.reasoning}
+    message = Message.objects.filter(pk=follower.message_id).only("content", "reasoning", "tool_steps").first()
+    if message is None:
+        return None
+    return {"content": message.content, "reasoning": message.reasoning, "steps": message.tool_steps}
 
 
 def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | None:

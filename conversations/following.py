@@ -182,6 +182,7 @@ class FollowingMixin:
                 "request_id": answer.request_id,
                 "content": text.get("content") or "",
                 "reasoning": (text.get("reasoning") or "") if self.show_reasoning else "",
+                **({"steps": text["steps"]} if text.get("steps") else {}),
             }
         )
 

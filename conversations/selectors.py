@@ -10,11 +10,12 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import SiteSettings, User
 from conversations.builtin import steps
 from conversations.models import Conversation, Message, MessageRole, Preset
 from inference_worker import presence
 from inference_worker.events import WorkerState
+from inference_worker.jobs import BUILTIN_TOOLS
 from inference_worker.models import ChatModel
 
 PAGE_SIZE = 50
@@ -137,9 +138,10 @@ def model_choices(*, with_status: bool = True) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - Redis down: every model is unavailable, and says why
             redis_error = exc.__class__.__name__
     models = []
+    site = SiteSettings.load()
     for m in ChatModel.objects.filter(enabled=True).order_by("display_name"):
         mine = [b for b in beats if b.get("model") == m.name]
-        models.append({**model_info(m), **_model_state(mine, redis_error)})
+        models.append({**model_info(m, site), **_model_state(mine, redis_error)})
     presets = [
         {"id": p.pk, "name": p.name, "description": p.description, "model": p.model.name}
         for p in Preset.objects.filter(enabled=True, model__enabled=True).select_related("model")
@@ -147,8 +149,9 @@ def model_choices(*, with_status: bool = True) -> dict[str, Any]:
     return {"models": models, "presets": presets, "checked": time.time()}
 
 
-def model_info(m: ChatModel) -> dict[str, Any]:
+def model_info(m: ChatModel, site: SiteSettings | None = None) -> dict[str, Any]:
     return {
+        "tools": tools_available(m, site),  # the built-in tools a conversation may turn on
         "name": m.name,
         "display_name": m.display_name,
         "description": m.description,
@@ -183,3 +186,15 @@ def _model_state(beats: list[dict[str, Any]], redis_error: str | None) -> dict[s
         "memory_total": sum(b.get("memory_total") or 0 for b in beats),
         "device": ", ".join(sorted({str(b.get("device")) for b in beats if b.get("device")})),
     }
+
+
+def tools_in_use(wanted: list[str], model: ChatModel, site: SiteSettings | None = None) -> list[str]:
+    """The built-in tools an answer gets: those the conversation turned on that the site
+    enables and the model may use (the model is told of no others)."""
+    site = site or SiteSettings.load()
+    return [name for name in BUILTIN_TOOLS if name in wanted and site.tool_enabled(name) and model.tool_allowed(name)]
+
+
+def tools_available(model: ChatModel, site: SiteSettings | None = None) -> list[str]:
+    site = site or SiteSettings.load()
+    return [name for name in BUILTIN_TOOLS if site.tool_enabled(name) and model.tool_allowed(name)]

@@ -12,11 +12,12 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from accounts.models import SiteSettings, User
+from accounts.models import User
 from accounts.quotas import quota_release
 from conversations.admission import SendError, admit, clean_params, clean_text
 from conversations.jobs import TurnJob
 from conversations.models import Conversation, Message, MessageRole, MessageStatus
+from conversations.selectors import tools_available, tools_in_use
 from inference_worker import presence
 from inference_worker.jobs import BUILTIN_TOOLS, Generation, HistoryMessage, Sampling
 from inference_worker.models import ChatModel
@@ -330,7 +331,13 @@ def active_messages(conversation: Conversation) -> QuerySet[Message]:
 
 
 def conversation_create(
-    *, user: User, model_name: Any = None, preset_id: Any = None, system_prompt: Any = None, params: Any = None
+    *,
+    user: User,
+    model_name: Any = None,
+    preset_id: Any = None,
+    system_prompt: Any = None,
+    params: Any = None,
+    builtin_tools: Any = None,
 ) -> Conversation:
     """A new conversation from a model, or from a preset (its model, system prompt and parameters)."""
     from conversations.models import Preset
@@ -352,12 +359,14 @@ def conversation_create(
             raise SendError("Pick one of the available models.", "bad_model")
     merged = {**(preset.params if preset else {}), **clean_params(params).given()}
     prompt = _clean_system_prompt(system_prompt) if system_prompt is not None else None
+    tools = _clean_tools(builtin_tools, model) if builtin_tools is not None else []
     return Conversation.objects.create(
         owner=user,
         model=model,
         preset=preset,
         system_prompt=prompt if prompt is not None else (preset.system_prompt if preset else ""),
         params=merged,
+        builtin_tools=tools,
     )
 
 
@@ -366,18 +375,6 @@ MAX_SYSTEM_PROMPT_CHARS = 20_000
 
 def _clean_system_prompt(value: Any) -> str:
     return clean_text(value, what=gettext("The system prompt"), limit=MAX_SYSTEM_PROMPT_CHARS)
-
-
-def tools_in_use(wanted: list[str], model: ChatModel, site: SiteSettings | None = None) -> list[str]:
-    """The built-in tools an answer gets: those the conversation turned on that the site
-    enables and the model may use (the model is told of no others)."""
-    site = site or SiteSettings.load()
-    return [name for name in BUILTIN_TOOLS if name in wanted and site.tool_enabled(name) and model.tool_allowed(name)]
-
-
-def tools_available(model: ChatModel, site: SiteSettings | None = None) -> list[str]:
-    site = site or SiteSettings.load()
-    return [name for name in BUILTIN_TOOLS if site.tool_enabled(name) and model.tool_allowed(name)]
 
 
 def _clean_tools(value: Any, model: ChatModel) -> list[str]:

@@ -121,6 +121,7 @@ def conversation_create(request: HttpRequest) -> JsonResponse:
             preset_id=body.get("preset"),
             system_prompt=body.get("system_prompt"),
             params=body.get("params"),
+            builtin_tools=body.get("builtin_tools"),
         )
     except services.SendError as exc:
         return _error(exc)

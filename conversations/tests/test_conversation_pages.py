@@ -176,6 +176,21 @@ def test_built_in_tools_are_turned_on_only_where_the_site_and_model_allow(users,
     assert mine.builtin_tools == ["python"]
 
 
+def test_a_new_chat_takes_its_tools_with_it_and_the_picker_lists_what_each_model_offers(users, model):
+    client = login(users.alice)
+    assert client.get("/").context["page_data"]["choices"]["models"][0]["tools"] == []
+    refused = post(client, "/c/new", {"model": model.name, "builtin_tools": ["browser"]})
+    assert refused.status_code == 400 and refused.json()["code"] == "tool_disabled"
+    assert not Conversation.objects.exists()  # refused: nothing stored
+    site = SiteSettings.load()
+    site.browser_tool_enabled = True
+    site.save()
+    assert client.get("/").context["page_data"]["choices"]["models"][0]["tools"] == ["browser"]
+    created = post(client, "/c/new", {"model": model.name, "builtin_tools": ["browser"]})
+    assert created.status_code == 201 and created.json()["builtin_tools"] == ["browser"]
+    assert Conversation.objects.get().builtin_tools == ["browser"]
+
+
 def test_presets_start_conversations_with_their_model_prompt_and_parameters(users, model):
     preset = Preset.objects.create(
         name="Terse", model=model, system_prompt="Answer in one line.", params={"temperature": 0.1}

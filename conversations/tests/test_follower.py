@@ -140,3 +140,25 @@ def test_a_reaped_answer_keeps_the_text_its_reader_was_shown(users, fake_worker)
     check_after_silence(other, user_id=users.alice.pk)
     message.refresh_from_db()
     assert message.content == "Once upon a time"
+
+
+def test_a_mended_text_carries_the_steps_so_far_and_a_stored_one_its_steps(users, fake_worker):
+    """A page that lost deltas while a tool ran gets the steps back with the text: from the
+    worker's snapshot, and from the stored message when no snapshot comes."""
+    from conversations.follower import stored_text, whole_text
+
+    steps = [{"id": "step_1", "tool": "python", "kind": "python", "status": "done", "output": "42\n"}]
+    follower = Follower("r1", model=fake_worker.name, message_id=None, worker="w")
+    follower.take({"event": "delta", "seq": 0, "content": "Hel"})
+    follower.hold()
+    (mended,) = follower.mend({"content": "Hello", "steps": steps}, seq=3, replace=True)
+    assert mended["text"] == {"content": "Hello", "reasoning": "", "arguments": "", "steps": steps}
+    message = _streaming(users, fake_worker, "r2")
+    message.tool_steps = steps
+    message.save()
+    stored = Follower("r2", model=fake_worker.name, message_id=message.pk, worker="w")
+    assert stored_text(stored)["steps"] == steps
+    message.status = "stopped"
+    message.save()
+    whole, end = whole_text(stored)
+    assert whole["steps"] == steps and end["steps"] == steps

@@ -4,7 +4,7 @@ import { postJSON } from "../http.js";
 import { _ } from "../i18n.js";
 import { $, say } from "./dom.js";
 import { sidebar, updateExports } from "./header.js";
-import { fillModels, fillParams, modelChoice, readParams } from "./settings.js";
+import { fillModels, fillParams, modelChoice, readParams, readTools } from "./settings.js";
 import { FRAME } from "./protocol.js";
 import { connect, send } from "./socket.js";
 import { state } from "./state.js";
@@ -27,6 +27,8 @@ async function createConversation() {
   const body = choice.startsWith("preset:") ? { preset: Number(choice.slice(7)) } : { model: choice };
   const panel = readParams();
   if (panel.changed) Object.assign(body, { params: panel.params, system_prompt: panel.system_prompt });
+  const tools = readTools();
+  if (tools.length) body.builtin_tools = tools;
   const created = await postJSON("/c/new", body);
   state.conversation = created;
   history.replaceState(null, "", created.url);

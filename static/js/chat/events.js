@@ -55,6 +55,7 @@ export function handle(event) {
       }
       message.content = event.content || "";
       message.reasoning = event.reasoning || "";
+      if (event.steps) message.tool_steps = event.steps;
       message.status = "streaming";
       state.current = { requestId: event.request_id, messageId: event.message_id };
       state.leaf = event.message_id;
@@ -82,6 +83,13 @@ export function handle(event) {
         message.reasoning += event.reasoning;
         view?.addReasoning(event.reasoning);
       }
+      if (event.step) {
+        const steps = (message.tool_steps ||= []);
+        const at = steps.findIndex((s) => s.id === event.step.id);
+        if (at >= 0) steps[at] = event.step;
+        else steps.push(event.step);
+        view?.steps.update(event.step);
+      }
       if (event.content) {
         message.content += event.content;
         view?.content.append(event.content);
@@ -96,6 +104,7 @@ export function handle(event) {
           message.content = event.content || "";
           message.reasoning = event.reasoning || "";
         }
+        if (event.steps) message.tool_steps = event.steps;
         Object.assign(message, {
           status: event.status || "done",
           finish_reason: event.finish_reason,
@@ -120,6 +129,7 @@ export function handle(event) {
         message.status = "failed";
         message.error = event.message;
         if (event.content) message.content = event.content;
+        if (event.steps) message.tool_steps = event.steps;
         finishCurrent(event.message_id, Boolean(event.content));
       } else {
         if (event.message_id == null) state.sending = false; // the send was refused: nothing started
@@ -153,7 +163,8 @@ function finishCurrent(messageId, replaced) {
       view.thinking.hidden = true;
       view.addReasoning(message.reasoning);
     }
-    view.content.finish();
+    view.steps.set(message.tool_steps);
+    view.settle(message);
     view.setStatus(...statusLine(message));
   }
   busy(false);

@@ -8,6 +8,7 @@ import { updateExports } from "./header.js";
 import { FRAME } from "./protocol.js";
 import { send } from "./socket.js";
 import { branch, children, newestLeafUnder, state } from "./state.js";
+import { StepList, linkCitations } from "./steps.js";
 
 const pane = $("messages");
 const sendButton = $("send");
@@ -20,6 +21,7 @@ function messageView(message) {
   const thinking = el("details", { className: "thinking", hidden: true }, el("summary", { textContent: _("Thinking") }));
   const reasoningBox = el("div", { className: "reasoning", dataset: { testid: "reasoning" } });
   thinking.append(reasoningBox);
+  const stepsBox = el("div", { className: "steps", hidden: true, dataset: { testid: "steps" } });
   const body = el("div", { className: "content", dataset: { testid: "content" } });
   const status = el("div", { className: "status", dataset: { testid: "status" } });
   const actions = el("div", { className: "actions" });
@@ -27,6 +29,7 @@ function messageView(message) {
     "article",
     { className: `message ${message.role}`, dataset: { testid: `message-${message.role}`, id: message.id } },
     thinking,
+    stepsBox,
     body,
     status,
     actions,
@@ -38,9 +41,16 @@ function messageView(message) {
     actions,
     content: new StreamingMarkdown(body),
     reasoning: new StreamingMarkdown(reasoningBox),
+    steps: new StepList(stepsBox),
     setStatus(text, kind = "") {
       status.textContent = text;
       status.className = `status ${kind}`;
+    },
+    // The answer is done: fold its steps and link its citations to the pages they name.
+    settle(message) {
+      view.content.finish();
+      view.steps.fold();
+      linkCitations(body, message.tool_steps);
     },
     addReasoning(text) {
       if (!text) return;
@@ -117,8 +127,10 @@ export function drawMessage(message) {
     body.classList.add("plain");
     body.textContent = message.content;
   } else {
+    view.steps.set(message.tool_steps);
     view.content.set(message.content);
-    view.content.finish();
+    if (message.status === "queued" || message.status === "streaming") view.content.finish();
+    else view.settle(message);
   }
   view.setStatus(...statusLine(message));
   showActions(message, view);

@@ -8,6 +8,7 @@ import { modelInfo, state } from "./state.js";
 const modelSelect = $("model");
 const paramsForm = $("params-form");
 const paramsNote = $("params-note");
+const toolsBox = $("tools");
 const PARAMS = ["temperature", "top_p", "max_tokens", "repetition_penalty", "reasoning_effort"];
 
 // The picker's value: "model-name" or "preset:<id>" (presets only before the first message).
@@ -86,7 +87,34 @@ export function fillParams() {
   paramsForm.elements.system_prompt.value = state.conversation?.system_prompt ?? "";
   for (const node of paramsForm.querySelectorAll("[data-harmony-only]")) node.hidden = !model?.harmony;
   paramsNote.textContent = model ? fmt(_("Empty fields use %(model)s's defaults."), { model: model.display_name }) : "";
+  fillTools(model);
 }
+
+// The built-in tools the model may use here (the site and the model's admin allow them),
+// each a toggle: a new chat sends its choice with the first message, an existing one saves it.
+function fillTools(model) {
+  const offered = model?.tools ?? [];
+  const on = state.conversation ? state.conversation.builtin_tools ?? [] : readTools();
+  for (const label of toolsBox.querySelectorAll("[data-tool]")) {
+    const box = label.querySelector("input");
+    label.hidden = !offered.includes(box.value);
+    box.checked = !label.hidden && on.includes(box.value);
+  }
+  toolsBox.hidden = !offered.length;
+}
+
+export const readTools = () => [...toolsBox.querySelectorAll("input:checked")].filter((box) => !box.closest("[hidden]")).map((box) => box.value);
+
+toolsBox.addEventListener("change", async () => {
+  if (!state.conversation) return;
+  try {
+    const saved = await postJSON(`/c/${state.conversation.id}/settings`, { builtin_tools: readTools() });
+    state.conversation = { ...state.conversation, ...saved };
+  } catch (error) {
+    say(error.message);
+    fillTools(modelInfo(currentModelName()));
+  }
+});
 
 export function readParams() {
   const params = {};
