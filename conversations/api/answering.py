@@ -94,6 +94,7 @@ class Answer:
     reasoning: str  # all of it: whether the caller may see it is the endpoint's to say
     end: dict  # the done event
     logprobs: list[dict] | None = None  # the content tokens', when asked for
+    deltas: tuple[dict, ...] = ()  # every delta, in order (the Responses API's items follow them)
 
     @property
     def tool_calls(self) -> list[dict]:
@@ -102,7 +103,7 @@ class Answer:
 
 async def collect(begun: Begun, request_id: str) -> Answer:
     """The whole answer, for a request that does not stream; an error as an ApiError."""
-    content, reasoning, logprobs, final = [], [], [], begun.first
+    content, reasoning, logprobs, deltas, final = [], [], [], [], begun.first
     try:
         pending = [begun.first]
         while True:
@@ -110,6 +111,7 @@ async def collect(begun: Begun, request_id: str) -> Answer:
             if event is None:
                 break
             if event.get("event") == "delta":
+                deltas.append(event)
                 content.append(event.get("content", ""))
                 reasoning.append(event.get("reasoning", ""))
                 logprobs += event.get("logprobs") or []
@@ -122,4 +124,4 @@ async def collect(begun: Begun, request_id: str) -> Answer:
     await begun.stream.close()
     if final.get("event") == "error":
         raise engine_error(final)
-    return Answer("".join(content), "".join(reasoning), final, logprobs)
+    return Answer("".join(content), "".join(reasoning), final, logprobs, tuple(deltas))

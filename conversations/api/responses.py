@@ -21,6 +21,7 @@ from accounts.models import SiteSettings
 from conversations import admission
 from conversations.api.answering import Answer, begin, collect
 from conversations.api.auth import ApiCaller, authenticate
+from conversations.api.builtin_items import BUILTIN_OF, unhonoured
 from conversations.api.chat_completions import check_tools, read_json, save_call
 from conversations.api.chat_request import ValidationError, first_error
 from conversations.api.errors import ApiError
@@ -42,7 +43,7 @@ from conversations.api.responses_request import (
     ResponsesRequest,
     history,
 )
-from conversations.api.responses_stream import events
+from conversations.api.responses_stream import events, output_items
 from conversations.api.sealing import unseal
 from conversations.api.tool_calls import bad_call
 from conversations.jobs import TurnJob
@@ -63,7 +64,15 @@ UNHONOURED: dict[str, tuple[Any, ...]] = {
     "prompt_cache_options": (None,),
     "stream_options": (None,),
 }
-SUPPORTED_ITEMS = ("message", "function_call", "function_call_output", "reasoning")
+SUPPORTED_ITEMS = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "reasoning",
+    "web_search_call",
+    "code_interpreter_call",
+)
+TOOL_TYPES = ("function", *BUILTIN_OF)
 
 
 @api_view("POST")
@@ -85,7 +94,7 @@ async def create_response(request: HttpRequest) -> HttpResponse:
     if bad is not None:
         await sync_to_async(_keep)(admitted, [], answer.end.get("usage") or {}, "failed", bad.message, bad.code)
         raise bad
-    items = _items(answer, request_id)
+    items = _items(answer, admitted)
     status = "incomplete" if answer.end.get("finish_reason") == "length" else "completed"
     await sync_to_async(_keep)(admitted, items, answer.end.get("usage") or {}, status)
     return json_response(admitted.view(items, status, answer.end.get("usage")))
@@ -143,7 +152,8 @@ class Admitted:
         """The response as this caller sees it."""
         body = self.body
         seal_for = self.user_id if body.wants_sealed_reasoning() else None
-        public = [public_item(i, show_reasoning=self.show_reasoning, seal_for=seal_for) for i in items]
+        include = body.included()
+        public = [public_item(i, show_reasoning=self.show_reasoning, seal_for=seal_for, include=include) for i in items]
         text = "".join(i["text"] for i in items if i["type"] == "message")
         return ResponseObject(
             id=self.response_id,
@@ -199,6 +209,13 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
     if model is None:
         raise ApiError(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
     check_tools(bool(body.tools) or any(i["type"] != "message" for i in items), model)
+    builtin = body.builtin_tools()
+    for name in builtin:
+        if not (site.tool_enabled(name) and model.tool_allowed(name)):
+            kind = next(t.type for t in body.tools or [] if BUILTIN_OF.get(t.type) == name)
+            i = next(n for n, t in enumerate(body.tools or []) if t.type == kind)
+            message = f"The {kind} tool is not enabled for '{model.name}' on this server (an admin turns it on)."
+            raise ApiError(403, message, param=f"tools.{i}.type", code="tool_not_enabled")
     admitted = Admitted(caller, body, request_id, items, site.may_see_reasoning(caller.user))
 
     def store(sampling: Sampling) -> TurnJob:
@@ -210,6 +227,7 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
                 messages=turns,
                 params=sampling,
                 tools=body.function_tools(),
+                builtin_tools=builtin,
                 tool_choice=body.choice(),
                 response_format=body.response_format(),
                 logprobs=body.logprobs_wanted(),
@@ -244,9 +262,11 @@ def _parse(request: HttpRequest) -> ResponsesRequest:
             message = f"Input items of type {kind!r} are not supported; use {', '.join(SUPPORTED_ITEMS)}."
             raise ApiError(400, message, param=f"input.{i}.type", code="unsupported_value")
     for i, tool in enumerate(raw.get("tools") if isinstance(raw.get("tools"), list) else []):
-        if isinstance(tool, dict) and tool.get("type") != "function":
-            message = f"Tools of type {tool.get('type')!r} are not supported here; use type 'function'."
+        if isinstance(tool, dict) and tool.get("type") not in TOOL_TYPES:
+            message = f"Tools of type {tool.get('type')!r} are not supported here; use {', '.join(TOOL_TYPES)}."
             raise ApiError(400, message, param=f"tools.{i}.type", code="unsupported_value")
+        if isinstance(tool, dict):
+            unhonoured(i, tool)
     try:
         return ResponsesRequest.model_validate(raw)
     except ValidationError as exc:
@@ -283,6 +303,7 @@ def _resolve(body: ResponsesRequest, caller: ApiCaller) -> list[dict]:
             items.append({"type": "function_call_output", "call_id": item.call_id, "output": item.text()})
         elif isinstance(item, ReasoningItem):
             items.append({"type": "reasoning", "id": item.id or "", "text": _opened(item, caller, n)})
+        # a web_search_call or code_interpreter_call handed back ran inside its own answer: nothing to add
     return items
 
 
@@ -303,7 +324,7 @@ def _opened(item: ReasoningItem, caller: ApiCaller, n: int) -> str:
     if item.id and item.id.startswith("rs_"):
         row = StoredResponse.objects.filter(pk=f"resp_{item.id.removeprefix('rs_')}", owner=caller.user).first()
         if row is not None:
-            return next((i["text"] for i in row.output if i["type"] == "reasoning"), "")
+            return next((i["text"] for i in row.output if i["type"] == "reasoning" and i["id"] == item.id), "")
     return ""
 
 
@@ -317,18 +338,10 @@ def _owned(response_id: str, caller: ApiCaller, *, param: str | None = None) -> 
 # --- the answer ----------------------------------------------------------------------------
 
 
-def _items(answer: Answer, request_id: str) -> list[dict]:
-    """A finished answer as kept output items: its reasoning, its text, its calls."""
-    items: list[dict] = []
-    if answer.reasoning:
-        items.append({"type": "reasoning", "id": f"rs_{request_id}", "text": answer.reasoning})
-    if answer.content:
-        message = {"type": "message", "id": f"msg_{request_id}", "role": "assistant", "text": answer.content}
-        items.append({**message, "logprobs": answer.logprobs} if answer.logprobs else message)
-    for n, call in enumerate(answer.tool_calls):
-        items.append({"type": "function_call", "id": f"fc_{request_id}_{n}", "call_id": call["id"],
-                      "name": call["name"], "arguments": call["arguments"]})  # fmt: skip
-    return items
+def _items(answer: Answer, admitted: Admitted) -> list[dict]:
+    """A finished answer as kept output items, in the order a stream gives them: its
+    reasoning, each built-in tool call, more reasoning, its text, its function calls."""
+    return output_items(admitted, answer.deltas, answer.end)
 
 
 def _keep(
@@ -362,7 +375,7 @@ def _retrieve(request: HttpRequest, response_id: str) -> ResponseObject:
         created_at=int(row.created_at.timestamp()),
         status=row.status,
         model=row.model,
-        output=[public_item(i, show_reasoning=show, seal_for=seal_for) for i in row.output],
+        output=[public_item(i, show_reasoning=show, seal_for=seal_for, include=frozenset(include)) for i in row.output],
         output_text="".join(i["text"] for i in row.output if i["type"] == "message"),
         usage=ResponseUsage.of(row.usage),
         error=ErrorOut(**row.error) if row.error else None,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from conversations.api.builtin_items import public_step_item
 from conversations.api.protocol import omitted
 from conversations.api.sealing import seal
 
@@ -83,13 +84,40 @@ class FunctionCallOut(BaseModel):
     arguments: str
 
 
-OutputItem = MessageOut | ReasoningOut | FunctionCallOut
+class WebSearchCallOut(BaseModel):
+    id: str
+    type: Literal["web_search_call"] = "web_search_call"
+    status: Literal["in_progress", "searching", "completed", "failed", "incomplete"]
+    action: dict[str, Any]
 
 
-def public_item(item: dict[str, Any], *, show_reasoning: bool, seal_for: int | None, status: str = "completed"):
+class CodeInterpreterCallOut(BaseModel):
+    id: str
+    type: Literal["code_interpreter_call"] = "code_interpreter_call"
+    status: Literal["in_progress", "completed", "incomplete", "interpreting", "failed"]
+    code: str | None
+    container_id: str
+    outputs: list[dict[str, Any]] | None  # only when include asks for code_interpreter_call.outputs
+
+
+OutputItem = MessageOut | ReasoningOut | FunctionCallOut | WebSearchCallOut | CodeInterpreterCallOut
+
+
+def public_item(
+    item: dict[str, Any],
+    *,
+    show_reasoning: bool,
+    seal_for: int | None,
+    status: str = "completed",
+    include: frozenset[str] = frozenset(),
+):
     """A kept output item as the caller sees it (`seal_for`: the owner, when the caller asked
     for sealed reasoning)."""
     kind = item["type"]
+    if kind == "web_search_call":
+        return WebSearchCallOut(**item)
+    if kind == "code_interpreter_call":
+        return CodeInterpreterCallOut(**public_step_item(item, include))
     if kind == "reasoning":
         return ReasoningOut(
             id=item["id"],
@@ -97,9 +125,10 @@ def public_item(item: dict[str, Any], *, show_reasoning: bool, seal_for: int | N
             encrypted_content=seal(item["text"], seal_for) if seal_for is not None else None,
         )
     if kind == "message":
-        return MessageOut(
-            id=item["id"], status=status, content=[OutputText(text=item["text"], logprobs=item.get("logprobs") or [])]
+        text = OutputText(
+            text=item["text"], logprobs=item.get("logprobs") or [], annotations=item.get("annotations") or []
         )
+        return MessageOut(id=item["id"], status=status, content=[text])
     return FunctionCallOut(
         id=item["id"], status=status, call_id=item["call_id"], name=item["name"], arguments=item["arguments"]
     )

@@ -12,8 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from conversations.api.builtin_items import BUILTIN_OF, CODE_OUTPUTS, CodeInterpreterParam, WebSearchParam
 from conversations.api.chat_request import JsonSchema, storable
-from inference_worker.jobs import TOOL_NAME, FunctionTool, HistoryMessage, Integer, Number, Sampling, ToolCall
+from inference_worker.jobs import (
+    BUILTIN_TOOLS,
+    TOOL_NAME,
+    FunctionTool,
+    HistoryMessage,
+    Integer,
+    Number,
+    Sampling,
+    ToolCall,
+)
 
 MAX_ITEMS = 2000
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
@@ -78,8 +88,18 @@ class ReasoningItem(BaseModel):
         return "".join(p.text for p in self.content or [])
 
 
+class BuiltinCallItem(BaseModel):
+    """A built-in tool's call from an earlier response, handed back: it ran inside that
+    answer, whose final text stands for it (harmony drops a finished turn's analysis)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["web_search_call", "code_interpreter_call"]
+    id: str | None = None
+
+
 InputItem = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem, Field(union_mode="left_to_right")
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | BuiltinCallItem,
+    Field(union_mode="left_to_right"),
 ]
 
 
@@ -137,7 +157,9 @@ class ResponsesRequest(BaseModel):
     model: str = Field(min_length=1, max_length=100)
     input: str | list[InputItem] = Field(max_length=MAX_ITEMS)
     instructions: str | None = None
-    tools: list[FunctionToolParam] | None = Field(default=None, max_length=128)
+    tools: (
+        list[Annotated[FunctionToolParam | WebSearchParam | CodeInterpreterParam, Field(discriminator="type")]] | None
+    ) = Field(default=None, max_length=128)
     tool_choice: Literal["auto", "none", "required"] | NamedFunction | None = None
     parallel_tool_calls: bool | None = None  # gpt-oss makes one call per turn: either value holds
     text: TextParam | None = None
@@ -159,14 +181,15 @@ class ResponsesRequest(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ResponsesRequest:
         for field in self.include or []:
-            if field not in (ENCRYPTED_REASONING, TEXT_LOGPROBS):
+            if field not in (ENCRYPTED_REASONING, TEXT_LOGPROBS, CODE_OUTPUTS):
                 raise ValueError(
-                    f"include: {field!r} is not supported (only {ENCRYPTED_REASONING!r}, {TEXT_LOGPROBS!r})"
+                    f"include: {field!r} is not supported "
+                    f"(only {ENCRYPTED_REASONING!r}, {TEXT_LOGPROBS!r}, {CODE_OUTPUTS!r})"
                 )
         for key in self.metadata or {}:
             if len(key) > 64:
                 raise ValueError("metadata: keys are at most 64 characters")
-        names = [t.name for t in self.tools or []]
+        names = [t.name for t in self.tools or [] if isinstance(t, FunctionToolParam)]
         if len(set(names)) != len(names):
             raise ValueError("tools: two functions have the same name")
         if self.tool_choice not in (None, "none") and not names:
@@ -207,7 +230,16 @@ class ResponsesRequest(BaseModel):
         return [
             FunctionTool(name=t.name, description=t.description or "", parameters=t.parameters, strict=bool(t.strict))
             for t in self.tools or []
+            if isinstance(t, FunctionToolParam)
         ]
+
+    def builtin_tools(self) -> list[str]:
+        """The built-in tools asked for, as gpt-oss names them (browser, python)."""
+        wanted = {BUILTIN_OF[t.type] for t in self.tools or [] if not isinstance(t, FunctionToolParam)}
+        return [name for name in BUILTIN_TOOLS if name in wanted]
+
+    def included(self) -> frozenset[str]:
+        return frozenset(self.include or [])
 
     def response_format(self) -> dict[str, Any] | None:
         return self.text.format.for_job() if self.text and self.text.format else None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 
 from conversations.api.answering import STOPPED, Begun, was_stopped
+from conversations.api.builtin_items import citations, step_item
 from conversations.api.reply_stream import abandon
 from conversations.api.responses_protocol import ErrorOut, event, public_item
 from conversations.api.tool_calls import bad_call
@@ -24,9 +25,12 @@ class _Events:
 
     def __init__(self, admitted: Admitted) -> None:
         self.admitted = admitted
+        self.request_id = admitted.request_id
         self.seq = 0
         self.items: list[dict] = []
         self.open: dict | None = None
+        self.calls = 0  # function calls begun
+        self.steps: dict[str, dict] = {}  # built-in tool steps by id, as last heard
 
     def emit(self, kind: str, **fields: Any) -> bytes:
         out = event(kind, self.seq, **fields)
@@ -36,7 +40,71 @@ class _Events:
     def _public(self, item: dict, status: str = "completed"):
         a = self.admitted
         seal_for = a.user_id if a.body.wants_sealed_reasoning() and status == "completed" else None
-        return public_item(item, show_reasoning=a.show_reasoning, seal_for=seal_for, status=status)
+        return public_item(
+            item, show_reasoning=a.show_reasoning, seal_for=seal_for, status=status, include=a.body.included()
+        )
+
+    def take(self, ev: dict) -> list[bytes]:
+        """A delta's events: reasoning, text, a function call's header and arguments, a
+        built-in tool's step."""
+        out: list[bytes] = []
+        if ev.get("reasoning"):
+            out += self.piece("reasoning", ev["reasoning"], make=self._made("reasoning"))
+        if ev.get("step"):
+            out += self.step(ev["step"])
+        if ev.get("content") or ev.get("logprobs"):  # (a special token's logprob comes with no text)
+            out += self.piece(
+                "message", ev.get("content") or "", make=self._made("message"), logprobs=ev.get("logprobs")
+            )
+        if ev.get("tool_call"):
+            out += self.start(_call(self.request_id, self.calls, ev["tool_call"]))
+            self.calls += 1
+        if ev.get("arguments") and self.open is not None and self.open["type"] == "function_call":
+            out += self.piece("function_call", ev["arguments"], make=self.open)
+        return out
+
+    def _made(self, kind: str) -> dict:
+        """A new reasoning or message item; reasoning after a tool step is an item of its own."""
+        if kind == "message":
+            return {"type": "message", "id": f"msg_{self.request_id}", "role": "assistant", "text": ""}
+        n = sum(i["type"] == "reasoning" for i in self.items)
+        return {"type": "reasoning", "id": f"rs_{self.request_id}" + (f"_{n}" if n else ""), "text": ""}
+
+    def step(self, step: dict) -> list[bytes]:
+        """A built-in tool step began (its item is added, in progress) or ended (done)."""
+        item = step_item(step, self.request_id)
+        if item is None:
+            return []
+        self.steps[step["id"]] = step
+        kind = item["type"]
+        if step.get("status") == "running":
+            out = self.start(item)
+            index = len(self.items) - 1
+            ids = {"item_id": item["id"], "output_index": index}
+            out.append(self.emit(f"response.{kind}.in_progress", **ids))
+            if kind == "web_search_call":
+                out.append(self.emit("response.web_search_call.searching", **ids))
+            else:
+                out.append(self.emit("response.code_interpreter_call_code.delta", delta=item["code"], **ids))
+                out.append(self.emit("response.code_interpreter_call_code.done", code=item["code"], **ids))
+                out.append(self.emit("response.code_interpreter_call.interpreting", **ids))
+            return out
+        index = next((n for n, i in enumerate(self.items) if i["id"] == item["id"]), None)
+        if index is None:  # its start was not heard (a mended gap): added whole
+            out = self.start(item)
+            index = len(self.items) - 1
+        else:
+            out = []
+            self.items[index].update(item)
+        out.append(self.emit(f"response.{kind}.completed", item_id=item["id"], output_index=index))
+        if self.open is self.items[index]:
+            out += self.close()
+        return out
+
+    def end(self, ev: dict) -> list[bytes]:
+        """The answer's end: the calls it lists complete what did not come as deltas; the
+        last item is done."""
+        return _mend_calls(self, ev.get("tool_calls") or [], self.request_id) + self.close()
 
     def start(self, item: dict) -> list[bytes]:
         out = self.close()
@@ -85,7 +153,10 @@ class _Events:
                                  content_index=0, text=item["text"]))  # fmt: skip
         elif item["type"] == "message":
             logprobs = item.get("logprobs") or []
-            part = {"type": "output_text", "text": item["text"], "annotations": [], "logprobs": logprobs}
+            if self.steps:
+                item["annotations"] = citations(item["text"], list(self.steps.values()))
+            annotations = item.get("annotations") or []
+            part = {"type": "output_text", "text": item["text"], "annotations": annotations, "logprobs": logprobs}
             out.append(self.emit("response.output_text.done", item_id=item["id"], output_index=index,
                                  content_index=0, text=item["text"], logprobs=logprobs))  # fmt: skip
             out.append(
@@ -104,7 +175,6 @@ async def events(begun: Begun, request_id: str, keep: Callable[..., None]) -> As
     admitted: Admitted = begun.admitted
     out = _Events(admitted)
     finished = False
-    calls = 0
     try:
         opening = admitted.view([], "in_progress", None)
         yield out.emit("response.created", response=opening)
@@ -116,26 +186,12 @@ async def events(begun: Begun, request_id: str, keep: Callable[..., None]) -> As
                 break
             kind = ev.get("event")
             if kind == "delta":
-                if ev.get("reasoning"):
-                    for b in out.piece("reasoning", ev["reasoning"], make=_reasoning(request_id)):
-                        yield b
-                if ev.get("content") or ev.get("logprobs"):  # (a special token's logprob comes with no text)
-                    text, logprobs = ev.get("content") or "", ev.get("logprobs")
-                    for b in out.piece("message", text, make=_message(request_id), logprobs=logprobs):
-                        yield b
-                if ev.get("tool_call"):
-                    for b in out.start(_call(request_id, calls, ev["tool_call"])):
-                        yield b
-                    calls += 1
-                if ev.get("arguments") and out.open is not None and out.open["type"] == "function_call":
-                    for b in out.piece("function_call", ev["arguments"], make=out.open):
-                        yield b
+                for b in out.take(ev):
+                    yield b
             elif kind == "waiting":
                 yield b": waiting\n\n"
             elif kind == "done" and not was_stopped(ev):
-                for b in _mend_calls(out, ev.get("tool_calls") or [], request_id):
-                    yield b
-                for b in out.close():
+                for b in out.end(ev):
                     yield b
                 usage = ev.get("usage") or {}
                 bad = bad_call(ev.get("tool_calls") or [], admitted.body.function_tools())
@@ -164,12 +220,14 @@ async def events(begun: Begun, request_id: str, keep: Callable[..., None]) -> As
             await abandon(begun.stream, request_id)
 
 
-def _reasoning(request_id: str) -> dict:
-    return {"type": "reasoning", "id": f"rs_{request_id}", "text": ""}
-
-
-def _message(request_id: str) -> dict:
-    return {"type": "message", "id": f"msg_{request_id}", "role": "assistant", "text": ""}
+def output_items(admitted: Admitted, deltas: tuple[dict, ...], end: dict) -> list[dict]:
+    """A whole answer's output items (a response that does not stream): its deltas taken as a
+    stream takes them."""
+    out = _Events(admitted)
+    for ev in deltas:
+        out.take(ev)
+    out.end(end)
+    return out.items
 
 
 def _call(request_id: str, n: int, header: dict) -> dict:

@@ -230,7 +230,7 @@ def test_the_agents_sdk_runs_an_agent_over_the_responses_api(live_daphne, users,
     ("change", "param"),
     [
         ({"input": [{"type": "input_image", "image_url": "x"}]}, "input.0.type"),
-        ({"tools": [{"type": "web_search"}]}, "tools.0.type"),
+        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools.0.type"),
         ({"include": ["file_search_call.results"]}, "include"),
         ({"input": [{"type": "function_call_output", "call_id": "call_x", "output": "{}"}]}, "input.0.call_id"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text"),
