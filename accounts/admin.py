@@ -38,6 +38,7 @@ class UserEditForm(UserChangeForm):
             "concurrent_generations",
             "tokens_per_day",
             "max_tokens_per_answer",
+            "tool_calls_per_day",
         )
 
 
@@ -78,7 +79,13 @@ class UserAdmin(BaseUserAdmin):
         (
             "Limits",
             {
-                "fields": ("requests_per_minute", "concurrent_generations", "tokens_per_day", "max_tokens_per_answer"),
+                "fields": (
+                    "requests_per_minute",
+                    "concurrent_generations",
+                    "tokens_per_day",
+                    "max_tokens_per_answer",
+                    "tool_calls_per_day",
+                ),
                 "description": "Empty: the defaults in Site settings. 0: no limit.",
             },
         ),
@@ -192,10 +199,13 @@ class SiteSettingsAdmin(admin.ModelAdmin):
         "api_keys_enabled",
         "reasoning_visibility",
         "admins_read_conversations",
+        "browser_tool_enabled",
+        "python_tool_enabled",
         "default_requests_per_minute",
         "default_concurrent_generations",
         "default_tokens_per_day",
         "default_max_tokens_per_answer",
+        "default_tool_calls_per_day",
     )
 
     def has_add_permission(self, request):

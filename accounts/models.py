@@ -45,6 +45,7 @@ class User(AbstractUser):
     concurrent_generations = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
     max_tokens_per_answer = models.PositiveIntegerField(null=True, blank=True)
+    tool_calls_per_day = models.PositiveIntegerField(null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -137,6 +138,11 @@ class SiteSettings(models.Model):
         default=0,
         help_text="The most an answer may be asked to write (max_tokens). 0: up to the model's context.",
     )
+    default_tool_calls_per_day = models.PositiveIntegerField(
+        "built-in tool calls per day (per user)",
+        default=500,
+        help_text="Searches, pages opened and python runs, chat and API together. 0: no limit.",
+    )
     # Set once, by a conditional UPDATE, to the first account ever created: the
     # database serialises two concurrent claims, so exactly one becomes admin.
     first_account = models.OneToOneField(
@@ -195,6 +201,7 @@ class UsageDay(models.Model):
     requests = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    tool_calls = models.PositiveIntegerField(default=0)  # built-in tools run (a search, a page, python)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "day"], name="usage_day_unique")]

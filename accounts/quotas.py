@@ -11,7 +11,9 @@
   prompt included. Parallel requests therefore cannot spend more than the day has
   left; `chatweb:quota:reserved:<user>` remembers each request's reservation, so a
   refusal, a stop or a lost worker gives back exactly its own;
-- tokens per answer: the most max_tokens a user may ask for (checked at admission).
+- tokens per answer: the most max_tokens a user may ask for (checked at admission);
+- built-in tool calls per day: a counter per user and day, taken one call at a time by
+  the tool loop (conversations.builtin.runner) before the call runs.
 
 A user's own limits (set by admins) override the site's defaults; 0 means none.
 """
@@ -37,6 +39,7 @@ class Limits:
     concurrent_generations: int
     tokens_per_day: int
     max_tokens_per_answer: int = 0
+    tool_calls_per_day: int = 0
 
 
 class QuotaExceeded(Exception):
@@ -53,6 +56,7 @@ def limits_for(user: User, site: SiteSettings | None = None) -> Limits:
         pick(user.concurrent_generations, site.default_concurrent_generations),
         pick(user.tokens_per_day, site.default_tokens_per_day),
         pick(user.max_tokens_per_answer, site.default_max_tokens_per_answer),
+        pick(user.tool_calls_per_day, site.default_tool_calls_per_day),
     )
 
 
@@ -221,3 +225,29 @@ def quota_add_tokens(*, user_id: int, tokens: int) -> None:
     pipe.incrby(key, tokens)
     pipe.expire(key, 2 * 86400)
     pipe.execute()
+
+
+# KEYS: the day's tool calls. ARGV: limit (0: none), ttl. One more call, if the day has one left.
+TOOL_CALL_SCRIPT = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > 0 and used >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def quota_take_tool_call(*, user_id: int) -> int | None:
+    """Count one built-in tool call against the user's day: None when it may run, else the
+    day's limit it would pass."""
+    limit = limits_for(User.objects.get(pk=user_id)).tool_calls_per_day
+    taken = _script(TOOL_CALL_SCRIPT)(keys=[f"{PREFIX}tools:{user_id}:{_today()}"], args=[limit, 2 * 86400])
+    return None if taken else limit
+
+
+def quota_tool_calls_left(*, user_id: int) -> int | None:
+    """How many built-in tool calls the user's day has left (None: no limit)."""
+    limit = limits_for(User.objects.get(pk=user_id)).tool_calls_per_day
+    if not limit:
+        return None
+    return max(0, limit - int(presence.client().get(f"{PREFIX}tools:{user_id}:{_today()}") or 0))

@@ -75,8 +75,11 @@ def user_reject(*, user: User) -> bool:
     return True
 
 
-def usage_record(*, user_id: int, prompt_tokens: int, completion_tokens: int, requests: int = 1) -> None:
-    """Add one call's tokens to the user's usage for today (an upsert, safe under concurrency)."""
+def usage_record(
+    *, user_id: int, prompt_tokens: int, completion_tokens: int, requests: int = 1, tool_calls: int = 0
+) -> None:
+    """Add one call's tokens (and built-in tool calls) to the user's usage for today (an
+    upsert, safe under concurrency)."""
     day = timezone.localdate()
     with transaction.atomic():
         row, _ = UsageDay.objects.get_or_create(user_id=user_id, day=day)
@@ -84,6 +87,7 @@ def usage_record(*, user_id: int, prompt_tokens: int, completion_tokens: int, re
             requests=F("requests") + requests,
             prompt_tokens=F("prompt_tokens") + prompt_tokens,
             completion_tokens=F("completion_tokens") + completion_tokens,
+            tool_calls=F("tool_calls") + tool_calls,
         )
 
 

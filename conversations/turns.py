@@ -112,7 +112,10 @@ def turn_run(*, job: TurnJob, host: EngineHost) -> RequestState | None:
     # The engine checks for a stop and builds the prompt while this thread claims the
     # message: one after the other they took 2-3 ms of every answer's first token.
     tools = runner_for(
-        enabled=job.generation.builtin_tools, conversation_id=job.conversation_id, request_id=job.request_id
+        enabled=job.generation.builtin_tools,
+        conversation_id=job.conversation_id,
+        request_id=job.request_id,
+        user_id=job.user_id,
     )
     state, future = host.submit(job.generation, claimed, tools)
     if claimed is not None:
@@ -181,9 +184,13 @@ def _account(job: TurnJob, state: RequestState) -> None:
     if job.user_id is None:
         return
     try:
-        if state.prompt_tokens or state.completion_tokens:
+        tool_calls = sum(step.get("status") != "limit" for step in state.tool_steps)  # run, not refused
+        if state.prompt_tokens or state.completion_tokens or tool_calls:
             usage_record(
-                user_id=job.user_id, prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens
+                user_id=job.user_id,
+                prompt_tokens=state.prompt_tokens,
+                completion_tokens=state.completion_tokens,
+                tool_calls=tool_calls,
             )
             quota_add_tokens(user_id=job.user_id, tokens=state.prompt_tokens + state.completion_tokens)
         if job.api_key_id:

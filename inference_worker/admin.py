@@ -18,6 +18,10 @@ class ChatModelAdmin(admin.ModelAdmin):
             {"fields": ("default_temperature", "default_top_p", "default_max_tokens", "default_reasoning_effort")},
         ),
         (
+            "Built-in tools (gpt-oss; each also needs Site settings to enable it)",
+            {"fields": ("allow_browser", "allow_python")},
+        ),
+        (
             "Engine (read by a worker when it starts)",
             {
                 "fields": (

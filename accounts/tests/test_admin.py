@@ -110,10 +110,14 @@ def test_site_settings_is_one_row_edited_in_the_admin(admin_client, users):
             "default_concurrent_generations": "2",
             "default_tokens_per_day": "0",
             "default_max_tokens_per_answer": "512",
+            "default_tool_calls_per_day": "40",
+            "python_tool_enabled": "on",
         },
     )
     assert response.status_code == 302
     settings = SiteSettings.load()
+    assert settings.python_tool_enabled and not settings.browser_tool_enabled
+    assert settings.default_tool_calls_per_day == 40
     assert (settings.default_requests_per_minute, settings.default_concurrent_generations) == (30, 2)
     assert settings.default_tokens_per_day == 0
     assert settings.default_max_tokens_per_answer == 512
@@ -211,3 +215,18 @@ def test_the_admin_login_page_answers_anyone_and_lets_the_admin_in(users):
     refused = other.post("/admin/login/", {"username": users.alice.email, "password": PASSWORD})
     assert refused.status_code == 200 and b"errornote" in refused.content  # not staff: the form says so
     assert other.get("/admin/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_built_in_tools_are_allowed_per_model_in_the_admin_and_their_use_is_shown(admin_client, users):
+    from inference_worker.models import ChatModel
+
+    model = ChatModel.objects.create(name="oss", display_name="OSS", path="/m", queue="oss", prompt_format="harmony")
+    page = admin_client.get(f"/admin/inference_worker/chatmodel/{model.pk}/change/").content.decode()
+    assert 'name="allow_browser"' in page and 'name="allow_python"' in page
+    UsageDay.objects.create(user=users.alice, day=datetime.date.today(), tool_calls=7)
+    users.alice.tool_calls_per_day = 9
+    users.alice.save()
+    client = Client()
+    client.force_login(users.alice)
+    assert "Built-in tools: 7 of your 9 calls a day used today." in client.get("/accounts/keys/").content.decode()

@@ -88,7 +88,7 @@ def test_own_limits_override_the_sites_and_zero_means_none(users):
     site = SiteSettings.load()
     site.default_requests_per_minute, site.default_concurrent_generations, site.default_tokens_per_day = 5, 2, 1000
     site.save()
-    assert limits_for(users.bob) == Limits(5, 2, 1000)
+    assert limits_for(users.bob) == Limits(5, 2, 1000, tool_calls_per_day=500)
     limit(users.alice, requests_per_minute=0, concurrent_generations=0, tokens_per_day=0)
     for i in range(50):
         quota_acquire(user=users.alice, request_id=f"r{i}")

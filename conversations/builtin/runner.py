@@ -9,6 +9,8 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.quotas import quota_take_tool_call, quota_tool_calls_left
+
 from . import browser, sandbox
 
 CODE_SHOWN = 20_000  # characters of a python call's code kept in its step
@@ -35,8 +37,9 @@ class AnswerTools:
     """The tools of one answer: the browser's pages live as long as the answer, python's
     files as long as the conversation (`sandbox_key`)."""
 
-    def __init__(self, *, sandbox_key: str, enabled: list[str]) -> None:
+    def __init__(self, *, sandbox_key: str, enabled: list[str], user_id: int | None = None) -> None:
         self.sandbox_key = sandbox_key
+        self.user_id = user_id  # whose daily tool calls these are (accounts.quotas)
         self.enabled = set(enabled)
         self.browser = browser.Browser()
         self.calls = 0
@@ -71,10 +74,22 @@ class AnswerTools:
             return "time", f"the {settings.TOOL_ANSWER_SECONDS} s the tools may take in one answer are spent"
         return None
 
+    def _quota_left(self) -> int | None:
+        return None if self.user_id is None else quota_tool_calls_left(user_id=self.user_id)
+
+    def _quota(self) -> tuple[str, str] | None:
+        """Take one call from the user's day (after the answer's own limits passed)."""
+        if self.user_id is None:
+            return None
+        limit = quota_take_tool_call(user_id=self.user_id)
+        if limit is None:
+            return None
+        return "quota", f"the user's {limit} tool calls for today are used up"
+
     def run(self, recipient: str, text: str, step: dict[str, Any], cancelled) -> Any:
         from inference_worker.jobs import ToolOutcome
 
-        limit = self._limit()
+        limit = self._limit() or self._quota()
         if limit is not None:
             code, why = limit
             return ToolOutcome(
@@ -92,7 +107,7 @@ class AnswerTools:
             outcome = self._python(text, seconds, cancelled)
         else:
             outcome = self._browse(recipient.removeprefix("browser."), text, seconds)
-        if self._limit() is not None:  # that was the last one allowed: say so now
+        if self._limit() is not None or self._quota_left() == 0:  # that was the last one allowed: say so now
             outcome.text += "\n[That was the last tool call allowed in this answer: answer now.]"
             outcome.last = True
         return outcome
@@ -124,8 +139,10 @@ class AnswerTools:
         return ToolOutcome(text=_cut(shown.text), step=step)
 
 
-def runner_for(*, enabled: list[str], conversation_id: int | None, request_id: str) -> AnswerTools | None:
+def runner_for(
+    *, enabled: list[str], conversation_id: int | None, request_id: str, user_id: int | None = None
+) -> AnswerTools | None:
     if not enabled:
         return None
     key = f"c{conversation_id}" if conversation_id is not None else f"r{request_id}"
-    return AnswerTools(sandbox_key=key, enabled=enabled)
+    return AnswerTools(sandbox_key=key, enabled=enabled, user_id=user_id)

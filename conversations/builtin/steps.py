@@ -27,6 +27,8 @@ def headline(step: dict[str, Any]) -> str:
         text += " · " + gettext("failed")
     elif status == "stopped":
         text += " · " + gettext("stopped")
+    elif status == "running":  # stored by a worker that was lost while it ran
+        text += " · " + gettext("interrupted")
     if isinstance(step.get("seconds"), int | float):
         text += " · " + gettext("%(seconds).1f s") % {"seconds": step["seconds"]}
     return text

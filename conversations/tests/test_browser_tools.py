@@ -125,6 +125,7 @@ def test_hostile_steps_stay_text(live_daphne, new_page, users, fake_worker):
         },
         {"id": "step_3", "tool": "python", "kind": "python", "status": "failed", "code": hostile, "output": hostile},
         {"id": "step_4", "tool": hostile, "kind": hostile, "status": hostile, "error": hostile, "seconds": "<b>1</b>"},
+        {"id": "step_5", "tool": "python", "kind": "python", "status": "running", "code": "while True: pass"},
     ]
     Message.objects.create(
         conversation=conversation,
@@ -144,5 +145,9 @@ def test_hostile_steps_stay_text(live_daphne, new_page, users, fake_worker):
     assert_inert(page)
     assert answer.get_by_test_id("citation").count() == 0  # a javascript: page is no link
     assert "【1†L2】" in answer.get_by_test_id("content").inner_text()
-    assert answer.get_by_test_id("step-code").inner_text() == hostile  # shown as text, whole
+    assert answer.get_by_test_id("step-code").first.inner_text() == hostile  # shown as text, whole
+    # a step stored while it ran (its worker lost) is no longer shown as running
+    last = answer.get_by_test_id("step").last
+    assert last.get_attribute("data-status") == "interrupted"
+    assert last.locator("summary").inner_text() == "Ran python · interrupted"
     accept_the_refused_payload(new_page)

@@ -98,3 +98,25 @@ def test_deleting_a_conversation_deletes_its_files(db, sandbox_dir, users):
     conv.delete()
     assert not (sandbox_dir / f"c{conv.pk}").exists()
     assert sandbox.workdir(f"c{conv.pk}") == sandbox_dir / f"c{conv.pk}"
+
+
+@pytest.mark.django_db
+def test_the_users_tool_calls_per_day_are_counted_across_answers(users, redis_server):
+    """The day's quota holds across answers (and surfaces: the chat and the API share it);
+    the answer's own step limit is checked first, so a refused step takes nothing."""
+    from accounts.models import SiteSettings
+    from accounts.quotas import limits_for
+
+    site = SiteSettings.load()
+    assert limits_for(users.alice, site).tool_calls_per_day == site.default_tool_calls_per_day == 500
+    users.alice.tool_calls_per_day = 2
+    users.alice.save()
+    first = runner.AnswerTools(sandbox_key="c1", enabled=["python"], user_id=users.alice.pk)
+    assert run(first, "python", "print(1)").text == "1\n"
+    second = runner.AnswerTools(sandbox_key="c1", enabled=["python"], user_id=users.alice.pk)
+    assert run(second, "python", "print(2)").last  # the day's last: the model is told
+    refused = run(second, "python", "print(3)")
+    assert refused.step == {"status": "limit", "limit": "quota"}
+    assert refused.text.startswith("Not run: the user's 2 tool calls for today are used up.")
+    bob = runner.AnswerTools(sandbox_key="c2", enabled=["python"], user_id=users.bob.pk)
+    assert run(bob, "python", "print(4)").text == "4\n"  # another user's day is his own

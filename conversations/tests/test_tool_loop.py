@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from accounts.models import SiteSettings
+from accounts.models import SiteSettings, UsageDay
 from chatweb.testing.workers import LIMIT_QUESTION, SLEEP_QUESTION, TOOLS_ANSWER, TOOLS_CODE, TOOLS_QUESTION
-from conftest import ChatSocket
+from conftest import ChatSocket, wait_for
 from conversations.models import Conversation, Message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -73,6 +73,8 @@ def test_a_search_an_open_and_python_then_the_answer(live_daphne, users, gpt_oss
     assert events[-1]["steps"] == answer.tool_steps
     # every step's tokens are counted: the prompt is the first request's, the rest are the model's
     assert answer.completion_tokens > 40
+    # and the calls, in the user's usage of the day
+    wait_for(lambda: UsageDay.objects.filter(user=users.alice, tool_calls=3).exists(), 10, "the calls counted")
 
 
 def test_tools_off_means_the_model_is_not_told(live_daphne, users, gpt_oss):
@@ -93,7 +95,7 @@ def test_tools_off_means_the_model_is_not_told(live_daphne, users, gpt_oss):
     assert answer.tool_steps == []
 
 
-def _ask(live_daphne, users, gpt_oss, question, *, stop_when=None):
+def _ask(live_daphne, users, gpt_oss, question, *, stop_when=None, before_stop=None):
     _enable()
     conv = Conversation.objects.create(
         owner=users.alice, model=gpt_oss, title="t", title_auto=False, builtin_tools=["browser", "python"]
@@ -105,6 +107,8 @@ def _ask(live_daphne, users, gpt_oss, question, *, stop_when=None):
         request_id = events[0]["request_id"]  # "queued"
         while stop_when is not None and not stop_when(events[-1]):
             events.append(socket.recv(timeout=120))
+        if before_stop is not None:
+            before_stop(conv)
         if stop_when is not None:
             socket.send(type="stop", request_id=request_id)
         events += socket.until("done", "error", timeout=180)
@@ -123,6 +127,19 @@ def test_calls_past_the_limit_are_not_run_and_end_the_answer(live_daphne, users,
     assert (end["type"], end["finish_reason"], end["notice"]) == ("done", "length", "tool_limit")
     answer = Message.objects.get(conversation=conv, role="assistant")
     assert answer.finish_reason == "length" and len(answer.tool_steps) == 9
+    # the refused ninth is not counted
+    wait_for(lambda: UsageDay.objects.filter(user=users.alice, tool_calls=8).exists(), 10, "the calls counted")
+
+
+def _stored_while_it_runs(conv) -> None:
+    """The worker's progress saves hold the running step: a worker killed now leaves it
+    stored with the rest (the reaper then fails the answer, keeping what is stored)."""
+
+    def stored():
+        answer = Message.objects.filter(conversation=conv, role="assistant").first()
+        return answer is not None and [s["status"] for s in answer.tool_steps] == ["running"]
+
+    wait_for(stored, 10, "the running step saved")
 
 
 def test_stop_during_a_python_call_ends_the_call_and_the_answer(live_daphne, users, gpt_oss):
@@ -133,6 +150,7 @@ def test_stop_during_a_python_call_ends_the_call_and_the_answer(live_daphne, use
         gpt_oss,
         SLEEP_QUESTION,
         stop_when=lambda e: e["type"] == "delta" and e.get("step", {}).get("status") == "running",
+        before_stop=_stored_while_it_runs,
     )
     end = events[-1]
     assert (end["type"], end["status"], end["finish_reason"]) == ("done", "stopped", "abort")

@@ -25,6 +25,7 @@ function headline(step) {
   if (step.status === "limit") text += ` · ${_("stopped by a limit")}`;
   else if (step.status === "failed") text += ` · ${_("failed")}`;
   else if (step.status === "stopped") text += ` · ${_("stopped")}`;
+  else if (step.status === "interrupted") text += ` · ${_("interrupted")}`;
   if (typeof step.seconds === "number") text += ` · ${fmt(_("%(seconds)s s"), { seconds: step.seconds.toFixed(1) })}`;
   return text;
 }
@@ -55,6 +56,7 @@ export class StepList {
   constructor(box) {
     this.box = box;
     this.blocks = new Map(); // step id -> <details>
+    this.steps = new Map(); // step id -> the step as last heard
   }
 
   update(step) {
@@ -70,17 +72,24 @@ export class StepList {
     if (block) block.replaceWith(fresh);
     else this.box.append(fresh);
     this.blocks.set(step.id, fresh);
+    this.steps.set(step.id, step);
     this.box.hidden = false;
   }
 
   set(steps) {
     this.box.replaceChildren();
     this.blocks.clear();
+    this.steps.clear();
     this.box.hidden = true;
     for (const step of steps || []) this.update(step);
   }
 
+  // The answer ended: every step folded; one still running was cut off with it (its
+  // worker lost, or the answer failed around it).
   fold() {
+    for (const step of [...this.steps.values()]) {
+      if (step.status === "running") this.update({ ...step, status: "interrupted" });
+    }
     for (const block of this.blocks.values()) block.open = false;
   }
 }
