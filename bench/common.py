@@ -151,6 +151,7 @@ def unlimited_user(email: str):
 
     site = SiteSettings.load()
     site.default_requests_per_minute = site.default_concurrent_generations = site.default_tokens_per_day = 0
+    site.default_tool_calls_per_day = 0
     site.save()
     return User.objects.create_user(email, "x" * 20, role=Role.USER)
 

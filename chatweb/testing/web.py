@@ -90,6 +90,14 @@ def search_engine(results: Callable[[str], list[dict]]) -> Site:
 def web_stand_ins():
     """A public site with the tea article and a search engine that finds it, for the whole
     session (the shared gpt-oss worker is pointed at them when it starts)."""
+    site, engine = tea_stand_ins()
+    yield site, engine
+    site.close()
+    engine.close()
+
+
+def tea_stand_ins() -> tuple[Site, Site]:
+    """The site and the search engine of `web_stand_ins` (bench/tool_loop.py starts them too)."""
     site = Site("127.0.0.2")
     site.html("/tea", TEA_ARTICLE)
     engine = search_engine(
@@ -98,6 +106,4 @@ def web_stand_ins():
             {"url": "https://example.org/coffee", "title": "Coffee", "content": "Not tea."},
         ]
     )
-    yield site, engine
-    site.close()
-    engine.close()
+    return site, engine

@@ -1,0 +1,199 @@
+"""What the built-in tool loop costs beyond the tools' own time, and what the sandbox costs
+each python call.
+
+    .venv/bin/python bench/tool_loop.py [--requests 8] [--calls 30]
+
+Part 1, the sandbox: `print(1)` run --calls times through conversations.builtin.sandbox
+(bubblewrap, a fresh uid when root, the limits) against the same interpreter started
+plainly (`python3 -c`), taken in turn; the p50 of each and of their paired differences.
+
+Part 2, the loop: through the Responses API with server-side tools, one request at a time,
+on the tiny gpt-oss driven by the test scripts (the same tokens every time), with a key
+that saves history so that each step's own time (`seconds`, kept with the message) can be
+read back. Kinds, taken in turn: `answer` (no tools: the engine's time per token here);
+`search, open, python` (three steps, the stand-in search engine and site of
+chatweb/testing/web.py); `python x8` (eight python calls and a ninth refused at the step
+limit). Per step: (turn - completion tokens x the answer's ms per token - the steps' own
+time) / steps: the engine request that continues after a tool's result (its prefill over
+the prefix cache), the thread hop, the step's events and saves. Writes
+bench/results/tool_loop_sandbox.csv and tool_loop.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+MODEL = "bench-gpt-oss"
+
+
+def p50(values) -> float:
+    return round(statistics.median(values), 1)
+
+
+def sandbox_rows(calls: int, root: str) -> list[dict]:
+    from django.conf import settings
+
+    from conversations.builtin import sandbox
+
+    settings.SANDBOX_DIR = root
+    limits = sandbox.Limits.from_settings(wall_seconds=10)
+    boxed, plain = [], []
+    for i in range(calls + 2):
+        order = ("boxed", "plain") if i % 2 == 0 else ("plain", "boxed")
+        for kind in order:
+            started = time.perf_counter()
+            if kind == "boxed":
+                run = sandbox.run_python("print(1)", "cbench", limits)
+                assert run.output == "1\n", run
+            else:
+                out = subprocess.run([settings.SANDBOX_PYTHON, "-c", "print(1)"], capture_output=True, check=True)
+                assert out.stdout == b"1\n"
+            took = (time.perf_counter() - started) * 1000
+            if i >= 2:  # the first two warm the page cache
+                (boxed if kind == "boxed" else plain).append(took)
+    return [
+        {"kind": "python3 -c print(1)", "calls": calls, "p50 ms": p50(plain), "- plain p50 ms": 0.0},
+        {
+            "kind": "sandbox.run_python print(1)",
+            "calls": calls,
+            "p50 ms": p50(boxed),
+            "- plain p50 ms": p50([b - p for b, p in zip(boxed, plain, strict=True)]),
+        },  # fmt: skip
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=8, help="rounds (one request of each kind per round)")
+    parser.add_argument("--calls", type=int, default=30, help="python calls per way, in part 1")
+    args = parser.parse_args()
+    db = common.setup_django("tool_loop")
+    from inference_worker.engine import cpu_engine_env
+
+    cpu_engine_env()
+    common.fresh_database(db)
+
+    from accounts.models import SiteSettings
+    from accounts.services import api_key_create
+    from chatweb.testing.web import PUBLIC_NETWORK, tea_stand_ins
+    from chatweb.testing.workers import TEST_MODELS, gpt_oss_script, script_env, weather_scripts
+    from inference_worker import presence
+    from inference_worker.models import ChatModel
+
+    root = tempfile.mkdtemp(prefix="chatweb-bench-sandbox-")
+    os.chmod(root, 0o711)
+    first = sandbox_rows(args.calls, root)
+    common.print_table(f"{common.machine()}; the python sandbox's start", list(first[0]), first)
+
+    site = SiteSettings.load()
+    site.browser_tool_enabled = site.python_tool_enabled = True
+    site.save()
+    user = common.unlimited_user("tools@example.com")
+    key = api_key_create(user=user, name="bench", save_history=True)[1]
+    web, engine = tea_stand_ins()
+    procs = common.Processes()
+    try:
+        procs.redis()
+        fields = {k: v for k, v in TEST_MODELS["gpt-oss-test"].items() if k != "folder"}
+        fields.update(queue=MODEL, display_name="Tiny gpt-oss (benchmark)")
+        folder = TEST_MODELS["gpt-oss-test"]["folder"]
+        ChatModel.objects.create(name=MODEL, path=str(common.ROOT / "var" / "models" / folder), **fields)
+        address = procs.daphne()[1]
+        env = {
+            **script_env(gpt_oss_script()),
+            "CHATWEB_SCRIPTED_LOGITS": "1",
+            "CHATWEB_SCRIPTS": json.dumps(weather_scripts()),
+            "BROWSER_SEARCH_URL": engine.base,
+            "BROWSER_ALLOWED_NETWORKS": PUBLIC_NETWORK,
+            "SANDBOX_DIR": root,
+        }
+        procs.worker(MODEL, "tools", env=env)
+        common.wait_for(lambda: any(w["state"] == "ready" for w in presence.live_workers(MODEL)), 600, "worker", 1)
+        rows = asyncio.run(rounds(args, address, key))
+    finally:
+        procs.stop()
+        web.close()
+        engine.close()
+        shutil.rmtree(root, ignore_errors=True)
+    common.print_table(f"{common.machine()}; the tool loop, tiny gpt-oss, scripted", list(rows[0]), rows)
+    print(f"wrote {common.write_csv('tool_loop_sandbox', first)} and {common.write_csv('tool_loop', rows)}")
+
+
+async def rounds(args, address: str, key: str) -> list[dict]:
+    import openai
+    from asgiref.sync import sync_to_async
+
+    from chatweb.testing.workers import LIMIT_QUESTION, TOOLS_QUESTION
+    from conversations.models import Message
+
+    api = openai.AsyncOpenAI(base_url=f"http://{address}/api", api_key=key, max_retries=0, timeout=600)
+    tools = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]
+    kinds = {
+        "answer": ("What is it?", []),
+        "search, open, python": (TOOLS_QUESTION, tools),
+        "python x8": (LIMIT_QUESTION, tools),
+    }
+
+    def steps_of(response_id: str) -> list[dict]:
+        message = Message.objects.get(request_id=response_id.removeprefix("resp_"), role="assistant")
+        return message.tool_steps
+
+    expected_steps = {"answer": 0, "search, open, python": 3, "python x8": 9}
+
+    async def one(kind: str) -> tuple[float, int, list[dict]]:
+        question, extra = kinds[kind]
+        sent = time.perf_counter()
+        response = await api.responses.create(
+            model=MODEL, input=question, max_output_tokens=600, store=False, **({"tools": extra} if extra else {})
+        )
+        took = (time.perf_counter() - sent) * 1000
+        steps = await sync_to_async(steps_of)(response.id)
+        assert len(steps) == expected_steps[kind], (kind, steps)
+        return took, response.usage.output_tokens, steps
+
+    for kind in kinds:  # warm-up: the engine, the prefix cache, the sandbox's pages
+        await one(kind)
+    results: dict[str, list[tuple[float, int, list[dict]]]] = {kind: [] for kind in kinds}
+    for i in range(args.requests):
+        order = list(kinds) if i % 2 == 0 else list(reversed(kinds))
+        for kind in order:
+            results[kind].append(await one(kind))
+
+    answers = results["answer"]
+    rows = []
+    for kind, runs in results.items():
+        per_step = []
+        for (took, tokens, steps), (plain, plain_tokens, _) in zip(runs, answers, strict=True):
+            if steps:
+                engine_ms = tokens * plain / plain_tokens
+                own_ms = sum(s.get("seconds", 0) for s in steps) * 1000
+                per_step.append((took - engine_ms - own_ms) / len(steps))
+        rows.append(
+            {
+                "kind": kind,
+                "requests": len(runs),
+                "turn p50 ms": p50([r[0] for r in runs]),
+                "completion tokens": runs[0][1],
+                "steps": len(runs[0][2]),
+                "steps' own p50 ms": p50([sum(s.get("seconds", 0) for s in r[2]) * 1000 for r in runs]),
+                "overhead per step p50 ms": p50(per_step) if per_step else "",
+            }
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()
