@@ -13,9 +13,10 @@ that saves history so that each step's own time (`seconds`, kept with the messag
 read back. Kinds, taken in turn: `answer` (no tools: the engine's time per token here);
 `search, open, python` (three steps, the stand-in search engine and site of
 chatweb/testing/web.py); `python x8` (eight python calls and a ninth refused at the step
-limit). Per step: (turn - completion tokens x the answer's ms per token - the steps' own
-time) / steps: the engine request that continues after a tool's result (its prefill over
-the prefix cache), the thread hop, the step's events and saves. Writes
+limit). Each is streamed, to time its first token. Per step: (turn - the answer's first
+token - the other completion tokens x the answer's time per token after its first - the
+steps' own time) / steps: the engine request that continues after a tool's result (its
+prefill over the prefix cache), the thread hop, the step's events and saves. Writes
 bench/results/tool_loop_sandbox.csv and tool_loop.csv.
 """
 
@@ -153,20 +154,34 @@ async def rounds(args, address: str, key: str) -> list[dict]:
 
     expected_steps = {"answer": 0, "search, open, python": 3, "python x8": 9}
 
-    async def one(kind: str) -> tuple[float, int, list[dict]]:
+    async def one(kind: str) -> tuple[float, int, list[dict], float]:
+        """(turn ms, completion tokens, steps, first token ms): streamed, to time the first token."""
         question, extra = kinds[kind]
         sent = time.perf_counter()
-        response = await api.responses.create(
-            model=MODEL, input=question, max_output_tokens=600, store=False, **({"tools": extra} if extra else {})
+        first = None
+        stream = await api.responses.create(
+            model=MODEL,
+            input=question,
+            max_output_tokens=600,
+            store=False,
+            stream=True,
+            **({"tools": extra} if extra else {}),
         )
+        kinds_seen = []
+        async for event in stream:
+            kinds_seen.append(event.type)
+            if first is None and event.type.endswith(".delta"):
+                first = (time.perf_counter() - sent) * 1000
+        assert kinds_seen[-1] in ("response.completed", "response.incomplete"), kinds_seen[-3:]  # (the step limit)
+        response = event.response
         took = (time.perf_counter() - sent) * 1000
         steps = await sync_to_async(steps_of)(response.id)
         assert len(steps) == expected_steps[kind], (kind, steps)
-        return took, response.usage.output_tokens, steps
+        return took, response.usage.output_tokens, steps, first
 
     for kind in kinds:  # warm-up: the engine, the prefix cache, the sandbox's pages
         await one(kind)
-    results: dict[str, list[tuple[float, int, list[dict]]]] = {kind: [] for kind in kinds}
+    results: dict[str, list[tuple[float, int, list[dict], float]]] = {kind: [] for kind in kinds}
     for i in range(args.requests):
         order = list(kinds) if i % 2 == 0 else list(reversed(kinds))
         for kind in order:
@@ -176,9 +191,11 @@ async def rounds(args, address: str, key: str) -> list[dict]:
     rows = []
     for kind, runs in results.items():
         per_step = []
-        for (took, tokens, steps), (plain, plain_tokens, _) in zip(runs, answers, strict=True):
+        for (took, tokens, steps, _), (plain, plain_tokens, _, plain_first) in zip(runs, answers, strict=True):
             if steps:
-                engine_ms = tokens * plain / plain_tokens
+                # the answer's first token, then its time per token after it, for every token here
+                per_token = (plain - plain_first) / (plain_tokens - 1)
+                engine_ms = plain_first + (tokens - 1) * per_token
                 own_ms = sum(s.get("seconds", 0) for s in steps) * 1000
                 per_step.append((took - engine_ms - own_ms) / len(steps))
         rows.append(
@@ -186,6 +203,7 @@ async def rounds(args, address: str, key: str) -> list[dict]:
                 "kind": kind,
                 "requests": len(runs),
                 "turn p50 ms": p50([r[0] for r in runs]),
+                "first token p50 ms": p50([r[3] for r in runs]),
                 "completion tokens": runs[0][1],
                 "steps": len(runs[0][2]),
                 "steps' own p50 ms": p50([sum(s.get("seconds", 0) for s in r[2]) * 1000 for r in runs]),

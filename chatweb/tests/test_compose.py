@@ -66,3 +66,22 @@ def test_refuses_to_start_without_secrets():
     result = run_config(env)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr or "POSTGRES_PASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize("service", ["worker-gpu0", "worker-gpu1"])
+def test_workers_may_make_the_python_sandboxs_namespaces_and_share_its_files_with_web(config, service):
+    worker, web = config["services"][service], config["services"]["web"]
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(worker["security_opt"])
+    assert "security_opt" not in web  # the web tier runs no model code
+
+    def sandbox_volume(svc):  # docker-compose v1 renders "source:target:mode", compose v2 a mapping
+        found = []
+        for v in svc["volumes"]:
+            source, target = (v.get("source"), v.get("target")) if isinstance(v, dict) else v.split(":")[:2]
+            if target == "/var/lib/chatweb-sandbox":
+                found.append(source)
+        return found
+
+    assert sandbox_volume(worker) == sandbox_volume(web) == ["sandbox"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "bubblewrap python3" in dockerfile and "SANDBOX_DIR=/var/lib/chatweb-sandbox" in dockerfile
