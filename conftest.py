@@ -223,7 +223,7 @@ def pytest_configure(config):
 
 
 BROWSER_FIXTURES = {"browser", "new_page"}
-WORKER_FIXTURES = {"start_worker"}  # every engine-holding fixture asks for it
+WORKER_FIXTURES = {"start_worker", "tool_worker"}  # every engine-holding fixture asks for start_worker
 
 
 def pytest_collection_modifyitems(config, items):

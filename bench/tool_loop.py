@@ -4,8 +4,10 @@ each python call.
     .venv/bin/python bench/tool_loop.py [--requests 8] [--calls 30]
 
 Part 1, the sandbox: `print(1)` run --calls times through conversations.builtin.sandbox
-(bubblewrap, a fresh uid when root, the limits) against the same interpreter started
-plainly (`python3 -c`), taken in turn; the p50 of each and of their paired differences.
+(bubblewrap, a fresh uid when root, the limits), the same sent to a tool worker
+(TOOLS_QUEUE: a Celery task, the result back through Redis), and the same interpreter
+started plainly (`python3 -c`), taken in turn; the p50 of each and of the paired
+differences from plain.
 
 Part 2, the loop: through the Responses API with server-side tools, one request at a time,
 on the tiny gpt-oss driven by the test scripts (the same tokens every time), with a key
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 MODEL = "bench-gpt-oss"
+QUEUE = "bench-tools"
 
 
 def p50(values) -> float:
@@ -45,35 +48,40 @@ def p50(values) -> float:
 
 
 def sandbox_rows(calls: int, root: str) -> list[dict]:
+    """print(1) plainly, in the sandbox here, and in the sandbox of a tool worker (TOOLS_QUEUE)."""
     from django.conf import settings
 
-    from conversations.builtin import sandbox
+    from conversations.builtin import remote, sandbox
 
     settings.SANDBOX_DIR = root
     limits = sandbox.Limits.from_settings(wall_seconds=10)
-    boxed, plain = [], []
+
+    def plain() -> None:
+        out = subprocess.run([settings.SANDBOX_PYTHON, "-c", "print(1)"], capture_output=True, check=True)
+        assert out.stdout == b"1\n"
+
+    def boxed() -> None:
+        settings.TOOLS_QUEUE = ""
+        assert sandbox.run_python("print(1)", "cbench", limits).output == "1\n"
+
+    def queued() -> None:
+        settings.TOOLS_QUEUE = QUEUE
+        assert remote.run_python("print(1)", "cbench", limits).output == "1\n"
+
+    ways = {"python3 -c print(1)": plain, "sandbox.run_python print(1)": boxed, "the same, on a tool worker": queued}
+    times: dict[str, list[float]] = {name: [] for name in ways}
     for i in range(calls + 2):
-        order = ("boxed", "plain") if i % 2 == 0 else ("plain", "boxed")
-        for kind in order:
+        for name in list(ways) if i % 2 == 0 else list(reversed(ways)):
             started = time.perf_counter()
-            if kind == "boxed":
-                run = sandbox.run_python("print(1)", "cbench", limits)
-                assert run.output == "1\n", run
-            else:
-                out = subprocess.run([settings.SANDBOX_PYTHON, "-c", "print(1)"], capture_output=True, check=True)
-                assert out.stdout == b"1\n"
-            took = (time.perf_counter() - started) * 1000
+            ways[name]()
             if i >= 2:  # the first two warm the page cache
-                (boxed if kind == "boxed" else plain).append(took)
-    return [
-        {"kind": "python3 -c print(1)", "calls": calls, "p50 ms": p50(plain), "- plain p50 ms": 0.0},
-        {
-            "kind": "sandbox.run_python print(1)",
-            "calls": calls,
-            "p50 ms": p50(boxed),
-            "- plain p50 ms": p50([b - p for b, p in zip(boxed, plain, strict=True)]),
-        },  # fmt: skip
-    ]
+                times[name].append((time.perf_counter() - started) * 1000)
+    base = times["python3 -c print(1)"]
+    rows = []
+    for name, runs in times.items():
+        paired = p50([r - b for r, b in zip(runs, base, strict=True)])
+        rows.append({"kind": name, "calls": calls, "p50 ms": p50(runs), "- plain p50 ms": paired})
+    return rows
 
 
 def main() -> None:
@@ -96,7 +104,18 @@ def main() -> None:
 
     root = tempfile.mkdtemp(prefix="chatweb-bench-sandbox-")
     os.chmod(root, 0o711)
-    first = sandbox_rows(args.calls, root)
+    procs = common.Processes()
+    procs.redis()
+    procs.start(
+        "tool-worker",
+        [sys.executable, "manage.py", "run_tool_worker", "--loglevel", "WARNING"],
+        {"TOOLS_QUEUE": QUEUE, "SANDBOX_DIR": root},
+    )
+    try:
+        first = sandbox_rows(args.calls, root)
+    except BaseException:
+        procs.stop()
+        raise
     common.print_table(f"{common.machine()}; the python sandbox's start", list(first[0]), first)
 
     site = SiteSettings.load()
@@ -105,9 +124,7 @@ def main() -> None:
     user = common.unlimited_user("tools@example.com")
     key = api_key_create(user=user, name="bench", save_history=True)[1]
     web, engine = tea_stand_ins()
-    procs = common.Processes()
     try:
-        procs.redis()
         fields = {k: v for k, v in TEST_MODELS["gpt-oss-test"].items() if k != "folder"}
         fields.update(queue=MODEL, display_name="Tiny gpt-oss (benchmark)")
         folder = TEST_MODELS["gpt-oss-test"]["folder"]

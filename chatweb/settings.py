@@ -317,6 +317,10 @@ SANDBOX_CPU_SECONDS = envint("SANDBOX_CPU_SECONDS", 10, minimum=1)
 SANDBOX_MEMORY_MB = envint("SANDBOX_MEMORY_MB", 512, minimum=64)
 SANDBOX_PROCESSES = envint("SANDBOX_PROCESSES", 32, minimum=4)
 SANDBOX_FILE_MB = envint("SANDBOX_FILE_MB", 32, minimum=1)
+# A Celery queue of tool workers (manage.py run_tool_worker) that run python off the
+# inference workers; empty: python runs in the worker that serves the answer.
+TOOLS_QUEUE = os.environ.get("TOOLS_QUEUE", "")
+TOOLS_QUEUE_WAIT_SECONDS = envint("TOOLS_QUEUE_WAIT_SECONDS", 30, minimum=1)  # until a tool worker takes a call
 # The browser's search: a SearXNG-compatible JSON endpoint (its base URL), or none.
 BROWSER_SEARCH_URL = os.environ.get("BROWSER_SEARCH_URL", "")
 # Networks the browser may open pages on although they are not public (CIDRs):

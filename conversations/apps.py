@@ -18,7 +18,20 @@ class ConversationsConfig(AppConfig):
 
 
 def _remove_files(sender, instance, **kwargs) -> None:
-    """A conversation's python files go with it (its own deletion, or its owner's)."""
-    from conversations.builtin import sandbox
+    """A conversation's python files go with it (its own deletion, or its owner's), once
+    the deletion is committed. Files a queue that is away could not be told of stay."""
+    import logging
 
-    sandbox.remove_workdir(f"c{instance.pk}")
+    from django.db import transaction
+
+    from conversations.builtin import remote
+
+    key = f"c{instance.pk}"
+
+    def remove() -> None:
+        try:
+            remote.remove_workdir(key)
+        except Exception as exc:  # noqa: BLE001 - the deletion stands; its files are left
+            logging.getLogger(__name__).warning("removing the python files of %s failed (%s)", key, exc)
+
+    transaction.on_commit(remove)

@@ -1,4 +1,6 @@
-"""Celery tasks: thin. A chat turn runs in the worker process that holds the engine."""
+"""Celery tasks: thin. A chat turn runs in the worker process that holds the engine; a
+python call of the built-in tool, when TOOLS_QUEUE is set, on a tool worker
+(conversations.builtin.remote)."""
 
 from __future__ import annotations
 
@@ -13,3 +15,17 @@ def run_turn(job: dict) -> None:
     from conversations.turns import turn_run
 
     turn_run(job=TurnJob.model_validate(job), host=current_host())
+
+
+@shared_task(name="conversations.tool_python", ignore_result=True)
+def tool_python(*, call_id: str, code: str, key: str, limits: dict) -> None:
+    from conversations.builtin.remote import serve_python
+
+    serve_python(call_id=call_id, code=code, key=key, limits=limits)
+
+
+@shared_task(name="conversations.tool_remove_workdir", ignore_result=True)
+def tool_remove_workdir(key: str) -> None:
+    from conversations.builtin.sandbox import remove_workdir
+
+    remove_workdir(key)

@@ -334,8 +334,44 @@ def sandbox_root():
     shutil.rmtree(path, ignore_errors=True)
 
 
+TOOLS_QUEUE = "test-tools"
+
+
 @pytest.fixture(scope="session")
-def gpt_oss_worker(start_worker, web_stand_ins, sandbox_root) -> WorkerProcess:
+def tool_worker(sandbox_root, tmp_path_factory, redis_server):
+    """`manage.py run_tool_worker` on TOOLS_QUEUE: the shared gpt-oss worker sends its python
+    calls there, as a GPU host does in production (docker-compose.yml); the local way (the
+    call run where the answer runs) is what the unit tests of conversations/builtin use."""
+    import signal
+
+    log = tmp_path_factory.mktemp("tools") / "tool-worker.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_tool_worker", "--concurrency", "2", "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=test_environment(TOOLS_QUEUE=TOOLS_QUEUE, SANDBOX_DIR=sandbox_root),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the tool worker exited:\n{log.read_text()[-3000:]}")
+        return " ready." in log.read_text()
+
+    wait_for(ready, 60, "the tool worker to be ready", interval=0.2)
+    yield proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def gpt_oss_worker(start_worker, web_stand_ins, sandbox_root, tool_worker) -> WorkerProcess:
     """The tiny gpt-oss, scripted to think GPT_OSS_REASONING and answer GPT_OSS_ANSWER, to play
     the get_weather exchange (weather_scripts) when asked WEATHER_QUESTION, and a built-in tool
     loop when asked TOOLS_QUESTION (its browser reaches the stand-in site and search engine)."""
@@ -348,6 +384,7 @@ def gpt_oss_worker(start_worker, web_stand_ins, sandbox_root) -> WorkerProcess:
         "BROWSER_SEARCH_URL": engine.base,
         "BROWSER_ALLOWED_NETWORKS": PUBLIC_NETWORK,
         "SANDBOX_DIR": sandbox_root,
+        "TOOLS_QUEUE": TOOLS_QUEUE,  # its python calls run on the tool worker
     }
     return start_worker("gpt-oss-test", env=env)
 

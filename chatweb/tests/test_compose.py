@@ -40,7 +40,7 @@ def config() -> dict:
 
 
 def test_services(config):
-    assert set(config["services"]) == {"redis", "postgres", "web", "worker-gpu0", "worker-gpu1"}
+    assert set(config["services"]) == {"redis", "postgres", "web", "worker-gpu0", "worker-gpu1", "tools"}
 
 
 @pytest.mark.parametrize(("service", "device"), [("worker-gpu0", "0"), ("worker-gpu1", "1")])
@@ -68,20 +68,22 @@ def test_refuses_to_start_without_secrets():
     assert "SECRET_KEY" in result.stderr or "POSTGRES_PASSWORD" in result.stderr
 
 
-@pytest.mark.parametrize("service", ["worker-gpu0", "worker-gpu1"])
-def test_workers_may_make_the_python_sandboxs_namespaces_and_share_its_files_with_web(config, service):
-    worker, web = config["services"][service], config["services"]["web"]
-    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(worker["security_opt"])
-    assert "security_opt" not in web  # the web tier runs no model code
+def test_python_runs_on_the_tool_service_never_on_a_gpu_worker(config):
+    services = config["services"]
+    tools = services["tools"]
+    assert tools["build"]["target"] == "tools" and "deploy" not in tools  # no GPU
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(tools["security_opt"])
+    for name in ("web", "worker-gpu0", "worker-gpu1", "tools"):
+        assert services[name]["environment"]["TOOLS_QUEUE"] == "tools", name
+    for name in ("web", "worker-gpu0", "worker-gpu1"):
+        assert "security_opt" not in services[name], name
+    assert "DATABASE_URL" not in tools["environment"]  # the tool host holds no database password
 
-    def sandbox_volume(svc):  # docker-compose v1 renders "source:target:mode", compose v2 a mapping
-        found = []
-        for v in svc["volumes"]:
-            source, target = (v.get("source"), v.get("target")) if isinstance(v, dict) else v.split(":")[:2]
-            if target == "/var/lib/chatweb-sandbox":
-                found.append(source)
-        return found
+    def targets(svc):  # docker-compose v1 renders "source:target:mode", compose v2 a mapping
+        return [v.get("target") if isinstance(v, dict) else v.split(":")[1] for v in svc.get("volumes", [])]
 
-    assert sandbox_volume(worker) == sandbox_volume(web) == ["sandbox"]
+    assert "/var/lib/chatweb-sandbox" in targets(tools)
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "bubblewrap python3" in dockerfile and "SANDBOX_DIR=/var/lib/chatweb-sandbox" in dockerfile
+    tools_stage = dockerfile[dockerfile.index("AS tools") :]
+    assert "bubblewrap python3" in tools_stage and "SANDBOX_DIR=/var/lib/chatweb-sandbox" in tools_stage
+    assert "run_tool_worker" in tools_stage

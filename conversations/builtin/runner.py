@@ -11,7 +11,7 @@ from django.conf import settings
 
 from accounts.quotas import quota_take_tool_call, quota_tool_calls_left
 
-from . import browser, sandbox
+from . import browser, remote, sandbox
 
 CODE_SHOWN = 20_000  # characters of a python call's code kept in its step
 
@@ -48,7 +48,7 @@ class AnswerTools:
     def close(self) -> None:
         """An answer with no conversation (an API call) keeps no files."""
         if self.sandbox_key.startswith("r"):
-            sandbox.remove_workdir(self.sandbox_key)
+            remote.remove_workdir(self.sandbox_key)
 
     def start(self, recipient: str, text: str) -> dict[str, Any]:
         if recipient == "python":
@@ -116,7 +116,7 @@ class AnswerTools:
         from inference_worker.jobs import ToolOutcome
 
         try:
-            run = sandbox.run_python(
+            run = remote.run_python(
                 code, self.sandbox_key, sandbox.Limits.from_settings(wall_seconds=seconds), cancelled=cancelled
             )
         except sandbox.SandboxUnavailable as exc:

@@ -89,15 +89,18 @@ def test_an_api_answers_files_go_when_it_ends(sandbox_dir):
     assert runner.runner_for(enabled=[], conversation_id=7, request_id="abc") is None
 
 
-def test_deleting_a_conversation_deletes_its_files(db, sandbox_dir, users):
+def test_deleting_a_conversation_deletes_its_files(db, sandbox_dir, users, django_capture_on_commit_callbacks):
     from conversations.models import Conversation
 
     conv = Conversation.objects.create(owner=users.alice)
-    run(tools(key=f"c{conv.pk}"), "python", "open('/mnt/data/x', 'w').write('1')")
-    assert (sandbox_dir / f"c{conv.pk}").exists()
-    conv.delete()
-    assert not (sandbox_dir / f"c{conv.pk}").exists()
-    assert sandbox.workdir(f"c{conv.pk}") == sandbox_dir / f"c{conv.pk}"
+    key = f"c{conv.pk}"
+    run(tools(key=key), "python", "open('/mnt/data/x', 'w').write('1')")
+    assert (sandbox_dir / key).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        conv.delete()
+        assert (sandbox_dir / key).exists()  # not before the deletion is committed
+    assert not (sandbox_dir / key).exists()
+    assert sandbox.workdir(key) == sandbox_dir / key
 
 
 @pytest.mark.django_db
