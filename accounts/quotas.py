@@ -227,27 +227,30 @@ def quota_add_tokens(*, user_id: int, tokens: int) -> None:
     pipe.execute()
 
 
-# KEYS: the day's tool calls. ARGV: limit (0: none), ttl. One more call, if the day has one left.
+def _tool_calls_key(user_id: int) -> str:
+    return f"{PREFIX}tools:{user_id}:{_today()}"
+
+
+# KEYS: the day's tool calls. ARGV: limit (0: none), ttl. The day's count with this call,
+# or 0 when the day has none left (counting nothing).
 TOOL_CALL_SCRIPT = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > 0 and used >= tonumber(ARGV[1]) then return 0 end
-redis.call('INCR', KEYS[1])
+local now = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
+return now
 """
 
 
-def quota_take_tool_call(*, user_id: int) -> int | None:
-    """Count one built-in tool call against the user's day: None when it may run, else the
-    day's limit it would pass."""
-    limit = limits_for(User.objects.get(pk=user_id)).tool_calls_per_day
-    taken = _script(TOOL_CALL_SCRIPT)(keys=[f"{PREFIX}tools:{user_id}:{_today()}"], args=[limit, 2 * 86400])
-    return None if taken else limit
-
-
-def quota_tool_calls_left(*, user_id: int) -> int | None:
-    """How many built-in tool calls the user's day has left (None: no limit)."""
-    limit = limits_for(User.objects.get(pk=user_id)).tool_calls_per_day
-    if not limit:
-        return None
-    return max(0, limit - int(presence.client().get(f"{PREFIX}tools:{user_id}:{_today()}") or 0))
+def quota_take_tool_call(*, user_id: int, limit: int) -> int | None:
+    """Count one built-in tool call against the user's day of `limit` calls (0: none, from
+    limits_for). Returns the calls the day has left after it (None: no limit); raises
+    QuotaExceeded, counting nothing, when it has none."""
+    count = _script(TOOL_CALL_SCRIPT)(keys=[_tool_calls_key(user_id)], args=[limit, 2 * 86400])
+    if not count:
+        raise QuotaExceeded(
+            f"You have used your {limit:,} built-in tool calls for today. The limit resets at midnight.",
+            "tool_calls_exhausted",
+            _seconds_to_midnight(),
+        )
+    return limit - count if limit else None

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.conf import settings
 
-from accounts.quotas import quota_take_tool_call, quota_tool_calls_left
+from accounts.models import User
+from accounts.quotas import QuotaExceeded, limits_for, quota_take_tool_call
 
 from . import browser, remote, sandbox
 
@@ -40,6 +41,8 @@ class AnswerTools:
     def __init__(self, *, sandbox_key: str, enabled: list[str], user_id: int | None = None) -> None:
         self.sandbox_key = sandbox_key
         self.user_id = user_id  # whose daily tool calls these are (accounts.quotas)
+        self.day_limit: int | None = None  # their limit, read at the answer's first call
+        self.day_left: int | None = None  # what their day has left after the last call (None: no limit)
         self.enabled = set(enabled)
         self.browser = browser.Browser()
         self.calls = 0
@@ -74,17 +77,17 @@ class AnswerTools:
             return "time", f"the {settings.TOOL_ANSWER_SECONDS} s the tools may take in one answer are spent"
         return None
 
-    def _quota_left(self) -> int | None:
-        return None if self.user_id is None else quota_tool_calls_left(user_id=self.user_id)
-
     def _quota(self) -> tuple[str, str] | None:
         """Take one call from the user's day (after the answer's own limits passed)."""
         if self.user_id is None:
             return None
-        limit = quota_take_tool_call(user_id=self.user_id)
-        if limit is None:
-            return None
-        return "quota", f"the user's {limit} tool calls for today are used up"
+        if self.day_limit is None:
+            self.day_limit = limits_for(User.objects.get(pk=self.user_id)).tool_calls_per_day
+        try:
+            self.day_left = quota_take_tool_call(user_id=self.user_id, limit=self.day_limit)
+        except QuotaExceeded:
+            return "quota", f"the user's {self.day_limit} tool calls for today are used up"
+        return None
 
     def run(self, recipient: str, text: str, step: dict[str, Any], cancelled) -> Any:
         from inference_worker.jobs import ToolOutcome
@@ -107,7 +110,7 @@ class AnswerTools:
             outcome = self._python(text, seconds, cancelled)
         else:
             outcome = self._browse(recipient.removeprefix("browser."), text, seconds)
-        if self._limit() is not None or self._quota_left() == 0:  # that was the last one allowed: say so now
+        if self._limit() is not None or self.day_left == 0:  # that was the last one allowed: say so now
             outcome.text += "\n[That was the last tool call allowed in this answer: answer now.]"
             outcome.last = True
         return outcome
