@@ -215,8 +215,7 @@ def whole_text(follower: Follower) -> tuple[dict | None, dict | None]:
     if follower.message_id is not None:
         message = Message.objects.filter(pk=follower.message_id).first()
         if message is not None and message.status not in ACTIVE:
-            whole = {"content": message.content, "reasoning": message.reasoning, "steps": message.tool_steps}
-            return whole, stored_end(message)
+            return _text_of(message), stored_end(message)
     return None, None
 
 
@@ -225,8 +224,11 @@ def stored_text(follower: Follower) -> dict | None:
     if follower.message_id is None:
         return None
     message = Message.objects.filter(pk=follower.message_id).only("content", "reasoning", "tool_steps").first()
-    if message is None:
-        return None
+    return None if message is None else _text_of(message)
+
+
+def _text_of(message: Message) -> dict:
+    """A stored message's text as a mend takes it (follower.mend): its steps with it."""
     return {"content": message.content, "reasoning": message.reasoning, "steps": message.tool_steps}
 
 

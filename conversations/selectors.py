@@ -149,7 +149,7 @@ def model_choices(*, with_status: bool = True) -> dict[str, Any]:
     return {"models": models, "presets": presets, "checked": time.time()}
 
 
-def model_info(m: ChatModel, site: SiteSettings | None = None) -> dict[str, Any]:
+def model_info(m: ChatModel, site: SiteSettings) -> dict[str, Any]:
     return {
         "tools": tools_available(m, site),  # the built-in tools a conversation may turn on
         "name": m.name,
@@ -191,10 +191,10 @@ def _model_state(beats: list[dict[str, Any]], redis_error: str | None) -> dict[s
 def tools_in_use(wanted: list[str], model: ChatModel, site: SiteSettings | None = None) -> list[str]:
     """The built-in tools an answer gets: those the conversation turned on that the site
     enables and the model may use (the model is told of no others)."""
-    site = site or SiteSettings.load()
-    return [name for name in BUILTIN_TOOLS if name in wanted and site.tool_enabled(name) and model.tool_allowed(name)]
+    return [name for name in tools_available(model, site) if name in wanted]
 
 
 def tools_available(model: ChatModel, site: SiteSettings | None = None) -> list[str]:
+    """The built-in tools the site enables and the model may use, in BUILTIN_TOOLS' order."""
     site = site or SiteSettings.load()
     return [name for name in BUILTIN_TOOLS if site.tool_enabled(name) and model.tool_allowed(name)]

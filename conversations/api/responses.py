@@ -48,6 +48,7 @@ from conversations.api.sealing import unseal
 from conversations.api.tool_calls import bad_call
 from conversations.jobs import TurnJob
 from conversations.models import StoredResponse
+from conversations.selectors import tools_available
 from inference_worker import presence
 from inference_worker.jobs import Generation, Sampling
 from inference_worker.models import ChatModel
@@ -210,8 +211,9 @@ def _admit(request: HttpRequest, request_id: str) -> Admitted:
         raise ApiError(404, f"The model '{body.model}' does not exist.", param="model", code="model_not_found")
     check_tools(bool(body.tools) or any(i["type"] != "message" for i in items), model)
     builtin = body.builtin_tools()
+    available = tools_available(model, site)
     for name in builtin:
-        if not (site.tool_enabled(name) and model.tool_allowed(name)):
+        if name not in available:
             kind = next(t.type for t in body.tools or [] if BUILTIN_OF.get(t.type) == name)
             i = next(n for n, t in enumerate(body.tools or []) if t.type == kind)
             message = f"The {kind} tool is not enabled for '{model.name}' on this server (an admin turns it on)."
