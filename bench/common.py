@@ -156,6 +156,33 @@ def unlimited_user(email: str):
     return User.objects.create_user(email, "x" * 20, role=Role.USER)
 
 
+def scripted_gpt_oss(procs: Processes, model: str, env: dict[str, str] | None = None) -> None:
+    """The tests' tiny gpt-oss as the model row `model` (its own queue), and a worker for it
+    scripted as the tests' (gpt_oss_script, weather_scripts), started and ready. `env` adds
+    to the worker's environment."""
+    import json
+
+    from chatweb.testing.workers import TEST_MODELS, gpt_oss_script, script_env, weather_scripts
+    from inference_worker import presence
+    from inference_worker.models import ChatModel
+
+    fields = {k: v for k, v in TEST_MODELS["gpt-oss-test"].items() if k != "folder"}
+    fields.update(queue=model, display_name="Tiny gpt-oss (benchmark)")
+    folder = TEST_MODELS["gpt-oss-test"]["folder"]
+    ChatModel.objects.create(name=model, path=str(ROOT / "var" / "models" / folder), **fields)
+    procs.worker(
+        model,
+        "tools",
+        env={
+            **script_env(gpt_oss_script()),
+            "CHATWEB_SCRIPTED_LOGITS": "1",
+            "CHATWEB_SCRIPTS": json.dumps(weather_scripts()),
+            **(env or {}),
+        },
+    )
+    wait_for(lambda: any(w["state"] == "ready" for w in presence.live_workers(model)), 600, "worker", 1)
+
+
 def session_cookie(user) -> str:
     from django.conf import settings
     from django.test import Client

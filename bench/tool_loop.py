@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -98,9 +97,6 @@ def main() -> None:
     from accounts.models import SiteSettings
     from accounts.services import api_key_create
     from chatweb.testing.web import PUBLIC_NETWORK, tea_stand_ins
-    from chatweb.testing.workers import TEST_MODELS, gpt_oss_script, script_env, weather_scripts
-    from inference_worker import presence
-    from inference_worker.models import ChatModel
 
     root = tempfile.mkdtemp(prefix="chatweb-bench-sandbox-")
     os.chmod(root, 0o711)
@@ -125,21 +121,12 @@ def main() -> None:
     key = api_key_create(user=user, name="bench", save_history=True)[1]
     web, engine = tea_stand_ins()
     try:
-        fields = {k: v for k, v in TEST_MODELS["gpt-oss-test"].items() if k != "folder"}
-        fields.update(queue=MODEL, display_name="Tiny gpt-oss (benchmark)")
-        folder = TEST_MODELS["gpt-oss-test"]["folder"]
-        ChatModel.objects.create(name=MODEL, path=str(common.ROOT / "var" / "models" / folder), **fields)
         address = procs.daphne()[1]
-        env = {
-            **script_env(gpt_oss_script()),
-            "CHATWEB_SCRIPTED_LOGITS": "1",
-            "CHATWEB_SCRIPTS": json.dumps(weather_scripts()),
-            "BROWSER_SEARCH_URL": engine.base,
-            "BROWSER_ALLOWED_NETWORKS": PUBLIC_NETWORK,
-            "SANDBOX_DIR": root,
-        }
-        procs.worker(MODEL, "tools", env=env)
-        common.wait_for(lambda: any(w["state"] == "ready" for w in presence.live_workers(MODEL)), 600, "worker", 1)
+        common.scripted_gpt_oss(
+            procs,
+            MODEL,
+            {"BROWSER_SEARCH_URL": engine.base, "BROWSER_ALLOWED_NETWORKS": PUBLIC_NETWORK, "SANDBOX_DIR": root},
+        )
         rows = asyncio.run(rounds(args, address, key))
     finally:
         procs.stop()

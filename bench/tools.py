@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -42,26 +41,13 @@ def main() -> None:
     common.fresh_database(db)
 
     from accounts.services import api_key_create
-    from chatweb.testing.workers import TEST_MODELS, gpt_oss_script, script_env, weather_scripts
-    from inference_worker import presence
-    from inference_worker.models import ChatModel
 
     key = api_key_create(user=common.unlimited_user("tools@example.com"), name="bench")[1]
     procs = common.Processes()
     try:
         procs.redis()
-        fields = {k: v for k, v in TEST_MODELS["gpt-oss-test"].items() if k != "folder"}
-        fields.update(queue=MODEL, display_name="Tiny gpt-oss (benchmark)")
-        folder = TEST_MODELS["gpt-oss-test"]["folder"]
-        ChatModel.objects.create(name=MODEL, path=str(common.ROOT / "var" / "models" / folder), **fields)
         address = procs.daphne()[1]
-        env = {
-            **script_env(gpt_oss_script()),
-            "CHATWEB_SCRIPTED_LOGITS": "1",
-            "CHATWEB_SCRIPTS": json.dumps(weather_scripts()),
-        }
-        procs.worker(MODEL, "tools", env=env)
-        common.wait_for(lambda: any(w["state"] == "ready" for w in presence.live_workers(MODEL)), 600, "worker", 1)
+        common.scripted_gpt_oss(procs, MODEL)
         rows = asyncio.run(rounds(args, address, key))
     finally:
         procs.stop()
