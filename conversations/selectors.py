@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import SiteSettings, User
 from conversations.builtin import steps
@@ -82,6 +83,7 @@ def message_json(message: Message, *, show_reasoning: bool) -> dict[str, Any]:
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "tokens_per_second": message.tokens_per_second,
         "tool_steps": message.tool_steps,
+        "sources": message.sources,
         "created": message.created.isoformat(),
     }
 
@@ -123,6 +125,11 @@ def conversation_export_markdown(conversation: Conversation, branch: list[Messag
                 lines += [f"{label}:", "", "```", text.replace("```", "ʼʼʼ"), "```", ""]
             lines += ["</details>", ""]
         lines += [m.content, ""]
+        if m.sources:
+            lines += [f"### {gettext('Sources')}", ""]
+            for source in m.sources:
+                quoted = "\n".join("> " + line for line in str(source.get("text", "")).splitlines())
+                lines += [f"[{source.get('n')}] {_escape(steps.source_label(source))}", "", quoted, ""]
         if m.status in ("stopped", "failed"):
             lines += [f"*({m.status}{': ' + m.error if m.error else ''})*", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -1,4 +1,5 @@
-"""Celery tasks: thin. A chat turn runs in the worker process that holds the engine; a
+"""Celery tasks: thin. A chat turn runs in the worker process that holds the engine; a file is
+indexed on a knowledge worker (conversations.knowledge.ingest); a
 python call of the built-in tool, when TOOLS_QUEUE is set, on a tool worker
 (conversations.builtin.remote)."""
 
@@ -29,3 +30,29 @@ def tool_remove_workdir(key: str) -> None:
     from conversations.builtin.sandbox import remove_workdir
 
     remove_workdir(key)
+
+
+@shared_task(name="conversations.knowledge_ingest", ignore_result=True)
+def knowledge_ingest(document_id: int) -> None:
+    from django.db import close_old_connections
+
+    from conversations.knowledge.ingest import ingest
+
+    close_old_connections()
+    try:
+        ingest(document_id, knowledge_ingest.request.hostname or "knowledge")
+    finally:
+        close_old_connections()
+
+
+@shared_task(name="conversations.knowledge_reembed", ignore_result=True)
+def knowledge_reembed(document_id: int) -> None:
+    from django.db import close_old_connections
+
+    from conversations.knowledge.ingest import reembed
+
+    close_old_connections()
+    try:
+        reembed(document_id)
+    finally:
+        close_old_connections()

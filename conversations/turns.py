@@ -21,6 +21,7 @@ from accounts.quotas import quota_add_tokens, quota_refund, quota_release
 from accounts.services import api_key_record, usage_record
 from conversations.builtin.runner import runner_for
 from conversations.jobs import TurnJob
+from conversations.knowledge.answering import KNOWLEDGE_TOOL, with_sources
 from conversations.models import Conversation, Message, MessageStatus
 from conversations.services import title_from_text
 from conversations.socket_protocol import SocketEvent
@@ -117,6 +118,9 @@ def turn_run(*, job: TurnJob, host: EngineHost) -> RequestState | None:
         request_id=job.request_id,
         user_id=job.user_id,
     )
+    job, sources = with_sources(
+        job, context_length=host.spec.context_length, default_max_tokens=host.spec.default_max_tokens
+    )
     state, future = host.submit(job.generation, claimed, tools)
     if claimed is not None:
         try:
@@ -126,6 +130,8 @@ def turn_run(*, job: TurnJob, host: EngineHost) -> RequestState | None:
             _drop(state, future, host)
             raise
         claimed.set_result(won)
+        if won and sources:
+            Message.objects.filter(pk=message_id).update(sources=sources)
         if not won:
             log.info("message %s is no longer queued (stopped or deleted); skipped", message_id)
             if job.user_id is not None:
@@ -184,7 +190,9 @@ def _account(job: TurnJob, state: RequestState) -> None:
     if job.user_id is None:
         return
     try:
-        tool_calls = sum(step.get("status") != "limit" for step in state.tool_steps)  # run, not refused
+        tool_calls = sum(  # run, not refused; a search of the user's documents is not a tool call
+            step.get("status") != "limit" and step.get("tool") != KNOWLEDGE_TOOL for step in state.tool_steps
+        )
         if state.prompt_tokens or state.completion_tokens or tool_calls:
             usage_record(
                 user_id=job.user_id,

@@ -193,6 +193,9 @@ class Generation(BaseModel):
     script: list[int] | None = None  # tests only: token ids a scripted worker is made to say
     # gpt-oss's built-in tools the model is told of; the submitter runs them (ToolRunner)
     builtin_tools: list[Literal["browser", "python"]] = []
+    # Steps the submitter ran before the engine (a search of the user's documents), as users
+    # see them: published right after "start" and kept first among the answer's tool steps.
+    steps: list[dict[str, Any]] = []
 
 
 BUILTIN_TOOLS = ("browser", "python")

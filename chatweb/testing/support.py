@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import pytest
 import redis as redis_lib
 from django.conf import settings
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -108,7 +109,7 @@ class LiveServer:
 def test_database_url() -> str:
     """The test database (pytest-django has renamed it by now) as a DATABASE_URL."""
     db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     from urllib.parse import quote
 

@@ -482,3 +482,79 @@ def turn_job(*, user_id=None, message_id=None, conversation_id=None, api_key_id=
         api_key_id=api_key_id,
         make_title=make_title,
     )
+
+
+KNOWLEDGE_QUEUE = "test-knowledge"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def knowledge_settings(tmp_path_factory):
+    """Uploaded files and the knowledge queue of the test run, for this process and every
+    server and worker it starts (test_environment passes os.environ on)."""
+    path = tmp_path_factory.mktemp("uploads")
+    values = {"KNOWLEDGE_DIR": str(path), "KNOWLEDGE_QUEUE": KNOWLEDGE_QUEUE}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    settings.KNOWLEDGE_DIR, settings.KNOWLEDGE_QUEUE = path, KNOWLEDGE_QUEUE
+    yield path
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@dataclass
+class KnowledgeWorker:
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self, sig=None) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig or signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def start_knowledge_worker(tmp_path_factory, redis_server, knowledge_settings):
+    """Start `manage.py run_knowledge_worker` processes on the test queue; all stopped at the end.
+    Leases are short (a second) so a killed worker's file is failed within seconds."""
+    started: list[KnowledgeWorker] = []
+
+    def start(name: str = "knowledge", **env: str) -> KnowledgeWorker:
+        log = tmp_path_factory.mktemp("knowledge") / f"{name}.log"
+        with log.open("w") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "manage.py", "run_knowledge_worker", "--name", name, "--loglevel", "INFO"],
+                cwd=ROOT,
+                env=test_environment(KNOWLEDGE_LEASE_SECONDS="1", KNOWLEDGE_STALE_SECONDS="4", **env),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker = KnowledgeWorker(proc, log)
+        started.append(worker)
+
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the knowledge worker exited:\n{log.read_text()[-3000:]}")
+            return " ready." in log.read_text()
+
+        wait_for(ready, 60, "the knowledge worker to be ready", interval=0.2)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def knowledge_worker(start_knowledge_worker) -> KnowledgeWorker:
+    """The shared knowledge worker of the session."""
+    return start_knowledge_worker()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 
 
 def headline(step: dict[str, Any]) -> str:
@@ -18,6 +18,8 @@ def headline(step: dict[str, Any]) -> str:
         text = gettext("Looked for “%(pattern)s”") % {"pattern": step.get("pattern", "")}
     elif kind == "python":
         text = gettext("Ran python")
+    elif kind == "knowledge":
+        text = knowledge_headline(step)
     else:
         text = gettext("Called %(tool)s") % {"tool": step.get("tool", "")}
     status = step.get("status")
@@ -30,8 +32,30 @@ def headline(step: dict[str, Any]) -> str:
     elif status == "running":  # stored by a worker that was lost while it ran
         text += " · " + gettext("interrupted")
     if isinstance(step.get("seconds"), int | float):
-        text += " · " + gettext("%(seconds).1f s") % {"seconds": step["seconds"]}
+        if kind == "knowledge":
+            text += " · " + gettext("%(ms)d ms") % {"ms": round(step["seconds"] * 1000)}
+        else:
+            text += " · " + gettext("%(seconds).1f s") % {"seconds": step["seconds"]}
     return text
+
+
+def knowledge_headline(step: dict[str, Any]) -> str:
+    """ "Searched 3 files: 5 passages"."""
+    files, passages = int(step.get("files") or 0), int(step.get("passages") or 0)
+    return gettext("Searched %(files)s: %(passages)s") % {
+        "files": ngettext("%(n)d file", "%(n)d files", files) % {"n": files},
+        "passages": ngettext("%(n)d passage", "%(n)d passages", passages) % {"n": passages},
+    }
+
+
+def source_label(source: dict[str, Any]) -> str:
+    """ "report.pdf, page 3 (Results > Costs)"."""
+    label = str(source.get("name", ""))
+    if source.get("page"):
+        label += ", " + gettext("page %(page)s") % {"page": source["page"]}
+    if source.get("heading"):
+        label += f" ({source['heading']})"
+    return label
 
 
 def details(step: dict[str, Any]) -> list[tuple[str, str]]:

@@ -269,6 +269,9 @@ class Generating:
                     "dropped_messages": prompt.dropped,
                 }
             )
+            for step in job.steps:
+                state.tool_steps.append(dict(step))
+                await self.coalescers[rid].step(dict(step))
             await self._stream(
                 prompt,
                 sampling,
