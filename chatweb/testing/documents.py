@@ -72,7 +72,7 @@ def make_pdf(pages: list[str], outline: list[tuple[str, int]] | None = None) -> 
     return out.getvalue()
 
 
-def _zip(parts: dict[str, str | bytes]) -> bytes:
+def make_zip(parts: dict[str, str | bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, body in parts.items():
@@ -98,7 +98,7 @@ def make_docx(paragraphs: list[tuple[str, str]]) -> bytes:
     styles = "".join(
         f'<w:style w:type="paragraph" w:styleId="Heading{n}"><w:name w:val="heading {n}"/></w:style>' for n in (1, 2, 3)
     )
-    return _zip(
+    return make_zip(
         {
             "[Content_Types].xml": (
                 f'{XML}<Types xmlns="{PKG}/content-types">'

@@ -284,6 +284,11 @@ LIMIT_QUESTION = "Count to ten in python, one call at a time."
 SLEEP_QUESTION = "Sleep for a minute in python."
 
 
+# A question about an uploaded file: the answer cites the first source the search gave it.
+KNOWLEDGE_QUESTION = "What is the vault code in the handbook?"
+KNOWLEDGE_ANSWER = "The vault code is PELICAN-42 [1]."
+
+
 def limit_script(encoding) -> list[int]:
     calls = "".join(f"<|channel|>analysis to=python code<|message|>print({n})<|call|>" for n in range(1, 11))
     return encoding.encode(calls + "<|channel|>final<|message|>Done.<|return|>", allowed_special="all")
@@ -326,6 +331,11 @@ def weather_scripts() -> dict[str, list[int]]:
         WEATHER_QUESTION: encoding.encode(call, allowed_special="all"),
         WEATHER_RESULT: encoding.encode(answer, allowed_special="all"),
         STRUCTURED_QUESTION: encoding.encode(structured, allowed_special="all"),
+        KNOWLEDGE_QUESTION: encoding.encode(
+            "<|channel|>analysis<|message|>Source 1 has it.<|end|>"
+            f"<|start|>assistant<|channel|>final<|message|>{KNOWLEDGE_ANSWER}<|return|>",
+            allowed_special="all",
+        ),
     }
 
 
