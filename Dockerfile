@@ -1,10 +1,12 @@
 # chatweb images. Web (daphne):   docker build --target web .
 #                 GPU worker:     docker build --target worker-gpu .
 #                 Tool worker:    docker build --target tools .
+#                 Knowledge:      docker build --target knowledge .
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-RUN useradd --create-home --uid 1000 chatweb
+RUN useradd --create-home --uid 1000 chatweb \
+ && install -d -m 0700 -o chatweb -g chatweb /var/lib/chatweb-uploads
 
 FROM base AS web
 COPY requirements.txt .
@@ -37,3 +39,11 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 USER chatweb
 ENTRYPOINT ["python", "manage.py", "run_tool_worker"]
+
+FROM base AS knowledge
+# Uploaded files converted, chunked and embedded (KNOWLEDGE_QUEUE), off the GPU workers.
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+USER chatweb
+ENTRYPOINT ["python", "manage.py", "run_knowledge_worker"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run chatweb on a machine that is set up (scripts/run.sh sets up first): Redis on
-# 127.0.0.1, daphne, and one worker. Ctrl-C (or SIGTERM) stops everything.
+# 127.0.0.1, daphne, one worker, and a knowledge worker (indexing uploaded files).
+# Ctrl-C (or SIGTERM) stops everything.
 #
 # A worker that dies (the kernel's OOM killer picks the process holding the model; an
 # engine crash) is started again after a backoff, as docker-compose's restart policy
@@ -30,7 +31,7 @@ RESTART_MOST=30   # the longest wait between restarts
 WORKER_STEADY=60  # a worker up this long starts the backoff over when it dies
 WORKER_GRACE=30   # seconds a stopping worker gets to finish before it is killed
 
-declare -A parts=()  # pid -> redis-server | daphne | worker
+declare -A parts=()  # pid -> redis-server | daphne | worker | knowledge
 worker_pid=
 nap_pid=  # the sleep the watch loop waits on, ended with it
 
@@ -42,6 +43,13 @@ start_worker() {
     worker_pid=$!
     worker_since=$SECONDS
     parts[$worker_pid]=worker
+}
+
+# Uploaded files are converted and embedded here, never in daphne or the model's worker.
+# It holds no model: one that dies is started again at once (its file is failed, with a retry).
+start_knowledge() {
+    python manage.py run_knowledge_worker --loglevel WARNING &
+    parts[$!]=knowledge
 }
 
 stop_worker() {
@@ -108,6 +116,7 @@ if [[ $MODEL == auto ]]; then
 fi
 if [[ $MODEL == gpt-oss-20b ]]; then python manage.py register_local_models --gpu >/dev/null; fi
 start_worker
+start_knowledge
 
 for _ in $(seq 100); do curl -s -o /dev/null "http://$HOST:$PORT/health" && break; sleep 0.2; done
 cat <<MSG
@@ -135,6 +144,12 @@ while true; do
         wait "$pid" 2>/dev/null || status=$?
         part=${parts[$pid]}
         unset "parts[$pid]"
+        if [[ $part == knowledge ]]; then
+            log "the knowledge worker stopped ($(how_it_ended "$status")); starting it again"
+            sleep 2
+            start_knowledge
+            continue
+        fi
         if [[ $part != worker ]]; then
             log "$part stopped ($(how_it_ended "$status")): stopping everything"
             cleanup 1

