@@ -223,8 +223,14 @@ def test_documents_can_be_turned_off(users):
 
 
 def _fts_rows() -> int:
+    """Full-text index entries for "amber" (SQLite: the FTS5 table the triggers keep;
+    PostgreSQL: the chunk rows themselves, through the index's expression)."""
+    if connection.vendor == "postgresql":
+        sql = "SELECT count(*) FROM conversations_chunk WHERE to_tsvector('simple', words) @@ 'amber'::tsquery"
+    else:
+        sql = "SELECT count(*) FROM conversations_chunk_fts WHERE conversations_chunk_fts MATCH 'amber'"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM conversations_chunk_fts WHERE conversations_chunk_fts MATCH 'amber'")
+        cursor.execute(sql)
         return cursor.fetchone()[0]
 
 
