@@ -10,6 +10,8 @@ the application. So the limit is kept twice, in front of both:
   decodes them off the socket, before anything is written to the temporary file.
 
 Either answers 413 in the path's own shape: the API's JSON error under /api/, a page elsewhere.
+File uploads (UPLOAD_PATHS) have their own, larger limit, MAX_UPLOAD_BYTES; the site's own
+upload limit (admin panel) is checked by the view, below it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,20 @@ from django.utils.translation import gettext
 LINGER_SECONDS = 5.0
 
 
+UPLOAD_PATHS = ("/knowledge/upload",)
+MULTIPART_SLACK = 64 * 1024  # a form's other fields and boundaries around the file
+
+
+def limit_for(path: str) -> int:
+    """The largest body a request to `path` (without the server's root path) may send."""
+    if path in UPLOAD_PATHS:
+        return settings.MAX_UPLOAD_BYTES + MULTIPART_SLACK
+    return settings.MAX_REQUEST_BODY_BYTES
+
+
 def refusal(path: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The 413's headers and body for a request to `path` (without the server's root path)."""
-    limit = settings.MAX_REQUEST_BODY_BYTES
+    limit = limit_for(path)
     if path.startswith("/api/"):
         from conversations.api import ApiError  # the API's one error shape
 
@@ -63,8 +76,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = settings.MAX_REQUEST_BODY_BYTES
         path = scope["path"].removeprefix(scope.get("root_path", ""))
+        limit = limit_for(path)
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
         if declared.isdigit() and int(declared) > limit:  # not a number: the application answers 400
             return await self._refuse(path, send)
@@ -101,9 +114,16 @@ class BoundedWebRequest(http_protocol.WebRequest):
     refused = False
     _linger = None
 
+    def _limit(self) -> int:
+        return limit_for(self._request_path().removeprefix(self.server.root_path or ""))
+
+    def _request_path(self) -> str:
+        # The request line's path: Twisted sets the request's own attributes only once the body is in.
+        return getattr(self.channel, "_path", b"/").split(b"?", 1)[0].decode("latin-1")
+
     def gotLength(self, length: int | None) -> None:
         super().gotLength(length)
-        if length is not None and length > settings.MAX_REQUEST_BODY_BYTES:
+        if length is not None and length > self._limit():
             self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the refusal
             self._refuse()
 
@@ -111,7 +131,7 @@ class BoundedWebRequest(http_protocol.WebRequest):
         if self.refused:
             return  # lingering: read and dropped
         self.received += len(data)
-        if self.received > settings.MAX_REQUEST_BODY_BYTES:
+        if self.received > self._limit():
             self._refuse()
         else:
             super().handleContentChunk(data)
@@ -131,9 +151,7 @@ class BoundedWebRequest(http_protocol.WebRequest):
         self.refused = True
         self.content.close()  # a temporary file past Twisted's in-memory size: closing deletes it
         self.content = io.BytesIO()
-        # The request line's path: Twisted sets the request's own attributes only once the body is in.
-        path = getattr(self.channel, "_path", b"/").split(b"?", 1)[0].decode("latin-1")
-        headers, body = refusal(path.removeprefix(self.server.root_path or ""))
+        headers, body = refusal(self._request_path().removeprefix(self.server.root_path or ""))
         head = [f"HTTP/1.1 413 {HTTPStatus(413).phrase}".encode()]
         head += [name + b": " + value for name, value in headers]
         head += [b"connection: close", b"", b""]

@@ -119,6 +119,8 @@ if HTTPS:
 # The largest request body any path takes (Django's own cap on a form or JSON body by default);
 # a larger one is refused with 413 while it arrives (chatweb/limits.py).
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 2621440, minimum=1)
+# A file upload's own body limit (the site's upload limit, set by admins, is checked below it).
+MAX_UPLOAD_BYTES = envint("MAX_UPLOAD_BYTES", 100 * 1024 * 1024, minimum=1024)
 # The most choices (`n`) one chat completion may ask for: each is sampled in the same engine
 # request and reserves its own max_tokens of the user's day.
 API_MAX_CHOICES = envint("API_MAX_CHOICES", 4, minimum=1)

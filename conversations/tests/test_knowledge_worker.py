@@ -157,3 +157,39 @@ def test_a_turn_searches_the_files_and_cites_them(live_daphne, users, gpt_oss, k
     assert "[1] handbook.pdf, page 2 (Security)" in export and "> The vault code is PELICAN-42." in export
     exported = alice.get(f"/c/{chat.pk}/export.json").json()
     assert exported["messages"][-1]["sources"][0]["page"] == 2
+
+
+def test_uploads_have_their_own_body_limit_through_daphne(live_daphne, users):
+    """An upload may be bigger than MAX_REQUEST_BODY_BYTES (2.5 MB), up to MAX_UPLOAD_BYTES;
+    the site's own limit then refuses it, in JSON, from the declared length."""
+    import httpx
+
+    from accounts.models import SiteSettings
+    from conftest import session_cookie
+
+    chat = Conversation.objects.create(owner=users.alice)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(users.alice)}
+    with httpx.Client(base_url=live_daphne.url, cookies=cookies, timeout=60) as http:
+        assert http.get("/").status_code == 200  # the page sets the CSRF cookie
+        token = http.cookies["csrftoken"]
+        big = b"# Big\n\n" + b"All work and no play. " * 250_000  # 5.5 MB
+        sent = http.post(
+            "/knowledge/upload",
+            data={"conversation": str(chat.pk)},
+            files={"file": ("big.md", big, "text/markdown")},
+            headers={"X-CSRFToken": token},
+        )
+        assert sent.status_code == 201, sent.text
+        elsewhere = http.post("/knowledge/collections/new", content=big, headers={"X-CSRFToken": token})
+        assert elsewhere.status_code == 413
+        site = SiteSettings.load()
+        site.upload_max_megabytes = 1
+        site.save()
+        refused = http.post(
+            "/knowledge/upload",
+            data={"conversation": str(chat.pk)},
+            files={"file": ("big2.md", big, "text/markdown")},
+            headers={"X-CSRFToken": token},
+        )
+        assert refused.status_code == 413 and refused.json()["code"] == "file_too_large"
+    assert list(Document.objects.values_list("name", flat=True)) == ["big.md"]
