@@ -12,9 +12,21 @@ class ConversationsConfig(AppConfig):
 
         from django.db.models.signals import post_delete
 
-        from conversations.models import Conversation
+        from conversations.models import Conversation, Document
 
         post_delete.connect(_remove_files, sender=Conversation, dispatch_uid="conversation-sandbox-files")
+        post_delete.connect(_remove_upload, sender=Document, dispatch_uid="document-stored-file")
+
+
+def _remove_upload(sender, instance, **kwargs) -> None:
+    """An uploaded file's bytes go with its row, however it is deleted (by itself, with its
+    collection, conversation or owner), once the deletion is committed."""
+    from django.db import transaction
+
+    from conversations.knowledge.services import remove_stored
+
+    key = instance.key
+    transaction.on_commit(lambda: remove_stored([key]))
 
 
 def _remove_files(sender, instance, **kwargs) -> None:

@@ -98,10 +98,7 @@ def collection_update(user: User, collection_id, *, name=None, description=None,
 
 
 def collection_delete(user: User, collection_id) -> None:
-    collection = own_collection(user, collection_id)
-    keys = list(collection.documents.values_list("key", flat=True))
-    collection.delete()
-    transaction.on_commit(lambda: _remove_files(keys))
+    own_collection(user, collection_id).delete()  # its files' bytes go too (conversations.apps)
 
 
 def conversation_collections(user: User, conversation: Conversation, collection_ids) -> list[int]:
@@ -264,13 +261,11 @@ def retry(user: User, document_id) -> Document:
 
 
 def delete(user: User, document_id) -> None:
-    document = own_document(user, document_id)
-    key = document.key
-    document.delete()  # its chunks, and their full-text rows (a trigger), go with it
-    transaction.on_commit(lambda: _remove_files([key]))
+    # Its chunks, their full-text rows (a trigger) and its bytes (conversations.apps) go with it.
+    own_document(user, document_id).delete()
 
 
-def _remove_files(keys) -> None:
+def remove_stored(keys) -> None:
     for key in keys:
         try:
             (settings.KNOWLEDGE_DIR / key.hex).unlink(missing_ok=True)

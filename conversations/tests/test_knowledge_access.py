@@ -264,3 +264,16 @@ def test_bad_input_gets_a_clear_json_error(users):
     attach = alice.post(f"/knowledge/conversations/{chat.pk}/collections", {"collections": "1"}, "application/json")
     assert attach.status_code == 400
     assert Client().get("/knowledge/collections").status_code == 401
+
+
+def test_a_deleted_conversation_or_user_takes_the_stored_files(
+    files, users, knowledge_settings, django_capture_on_commit_callbacks
+):
+    paths = {d.pk: knowledge_settings / d.key.hex for d in Document.objects.all()}
+    assert all(p.exists() for p in paths.values())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert files.alice.post(f"/c/{files.alice_chat.pk}/delete").status_code == 200
+    assert not paths[files.attached].exists() and paths[files.in_collection].exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        users.alice.delete()
+    assert not paths[files.in_collection].exists() and paths[files.bobs].exists()

@@ -193,3 +193,33 @@ def test_uploads_have_their_own_body_limit_through_daphne(live_daphne, users):
         )
         assert refused.status_code == 413 and refused.json()["code"] == "file_too_large"
     assert list(Document.objects.values_list("name", flat=True)) == ["big.md"]
+
+
+def test_files_embedded_by_another_model_are_re_embedded_in_the_background(users, start_knowledge_worker):
+    """What a knowledge worker does at start after KNOWLEDGE_EMBEDDING_MODEL changed: every
+    ready file whose vectors came from another model gets new ones; meanwhile its vectors
+    are left out of the search (they are another model's) and full text still finds it."""
+    import numpy as np
+
+    from conversations.knowledge import ingest
+    from conversations.knowledge.embedding import model_name
+
+    chat = Conversation.objects.create(owner=users.alice)
+    made = upload(
+        client_for(users.alice), "garden.md", b"# Garden\n\nTwelve tomato plants and a fig.", conversation=chat.pk
+    )
+    assert ingest.ingest(made["id"], "test") == "ready"  # indexed here, by the current model
+    chunk = Chunk.objects.get(document_id=made["id"])
+    current = np.array(chunk.embedding)
+    Chunk.objects.filter(pk=chunk.pk).update(embedding=np.ones_like(current) / np.sqrt(len(current)))
+    Document.objects.filter(pk=made["id"]).update(embedding_model="an-older-model")
+    ids = search.searchable_documents(chat)
+    assert search.vector_ranking(current, ids, model_name()) == []  # not compared across models
+    assert search.text_ranking("tomato", ids) == [chunk.pk]
+
+    start_knowledge_worker("reembedder", KNOWLEDGE_QUEUE="test-knowledge-reembed")
+    wait_for(
+        lambda: Document.objects.get(pk=made["id"]).embedding_model == model_name(), 60, "the file to be re-embedded"
+    )
+    assert np.allclose(Chunk.objects.get(pk=chunk.pk).embedding, current, atol=1e-5)
+    assert search.vector_ranking(current, ids, model_name()) == [chunk.pk]
