@@ -157,6 +157,15 @@ def test_a_turn_searches_the_files_and_cites_them(live_daphne, users, gpt_oss, k
     assert "[1] handbook.pdf, page 2 (Security)" in export and "> The vault code is PELICAN-42." in export
     exported = alice.get(f"/c/{chat.pk}/export.json").json()
     assert exported["messages"][-1]["sources"][0]["page"] == 2
+    # and shown to an admin reading the conversation (where the site allows it)
+    from accounts.models import SiteSettings
+
+    site = SiteSettings.load()
+    site.admins_read_conversations = True
+    site.save()
+    read = client_for(users.admin).get(f"/admin/conversations/conversation/{chat.pk}/change/").content.decode()
+    assert "[1] handbook.pdf, page 2 (Security)" in read and "PELICAN-42" in read
+    assert "Searched 2 files: " in read
 
 
 def test_uploads_have_their_own_body_limit_through_daphne(live_daphne, users):
