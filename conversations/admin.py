@@ -97,8 +97,31 @@ class MetadataLookupsOnly:
         return field in self.lookup_fields and super().lookup_allowed(lookup, value, request)
 
 
+class ReadOnly:
+    """An admin page nobody edits, seen by those `may_see` lets in."""
+
+    @staticmethod
+    def may_see(request: HttpRequest) -> bool:
+        return _is_admin(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.may_see(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.may_see(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(Conversation)
-class ConversationAdmin(MetadataLookupsOnly, admin.ModelAdmin):
+class ConversationAdmin(ReadOnly, MetadataLookupsOnly, admin.ModelAdmin):
     # Titles are often the first line of the first message: the list shows none of the
     # content; opening one (which is logged) does.
     list_display = ("conversation_id", "owner", "model", "message_count", "updated")
@@ -120,20 +143,7 @@ class ConversationAdmin(MetadataLookupsOnly, admin.ModelAdmin):
     def message_count(self, obj: Conversation) -> int:
         return obj.message_count
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _may_read(request)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return _may_read(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+    may_see = staticmethod(_may_read)
 
     def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
         # No other admin page picks a conversation (autocomplete, raw-id popups): such
@@ -211,7 +221,7 @@ def _with_steps(message):
 
 
 @admin.register(Document)
-class DocumentAdmin(MetadataLookupsOnly, admin.ModelAdmin):
+class DocumentAdmin(ReadOnly, MetadataLookupsOnly, admin.ModelAdmin):
     """Files as operations see them: owner, kind, size, state and error; never their names or
     text (a user's files are theirs, as their conversations are)."""
 
@@ -219,18 +229,3 @@ class DocumentAdmin(MetadataLookupsOnly, admin.ModelAdmin):
     list_filter = ("status", "kind")
     fields = ("owner", "kind", "size", "pages", "status", "error", "chunk_count", "embedding_model", "created")
     readonly_fields = fields
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_admin(request)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return _is_admin(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

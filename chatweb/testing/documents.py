@@ -162,3 +162,21 @@ def zip_bomb(kind: str = "docx", megabytes: int = 300) -> bytes:
             for _ in range(megabytes):
                 member.write(chunk)
     return out.getvalue()
+
+
+def client_for(user):
+    """A Django test client signed in as `user`."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def upload(client, name: str, data: bytes, **target) -> dict:
+    """POST a file to /knowledge/upload (`conversation=` or `collection=` an id): the JSON
+    answer, with the HTTP status as "http"."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = client.post("/knowledge/upload", {"file": SimpleUploadedFile(name, data), **target})
+    return {**response.json(), "http": response.status_code}

@@ -8,8 +8,11 @@ sandboxing CSP: an uploaded .html or .svg is never rendered by the browser.
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import approved_required
@@ -23,6 +26,19 @@ from conversations.views import _json_body, approved_json
 
 def _error(exc: SendError) -> JsonResponse:
     return JsonResponse({"error": exc.message, "code": exc.code}, status=exc.status)
+
+
+def refusals(view):
+    """A SendError from the view (services check the owner, the limits, the input) as its JSON error."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except SendError as exc:
+            return _error(exc)
+
+    return wrapper
 
 
 def _documents(queryset) -> list[dict]:
@@ -56,6 +72,7 @@ def knowledge_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @approved_json
+@refusals
 def collection_list(request: HttpRequest) -> JsonResponse:
     collections = services.readable_collections(request.user).order_by("-shared", "name", "id")
     return JsonResponse({"collections": [services.collection_json(c, request.user) for c in collections]})
@@ -63,54 +80,46 @@ def collection_list(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 @approved_json
+@refusals
 def collection_create(request: HttpRequest) -> JsonResponse:
-    try:
-        body = _json_body(request)
-        collection = services.collection_create(
-            request.user,
-            name=body.get("name"),
-            description=body.get("description") or "",
-            shared=bool(body.get("shared")),
-        )
-    except SendError as exc:
-        return _error(exc)
+    body = _json_body(request)
+    collection = services.collection_create(
+        request.user,
+        name=body.get("name"),
+        description=body.get("description") or "",
+        shared=bool(body.get("shared")),
+    )
     return JsonResponse(services.collection_json(collection, request.user), status=201)
 
 
 @require_POST
 @approved_json
+@refusals
 def collection_update(request: HttpRequest, collection_id: int) -> JsonResponse:
-    try:
-        body = _json_body(request)
-        collection = services.collection_update(
-            request.user,
-            collection_id,
-            name=body.get("name"),
-            description=body.get("description"),
-            shared=body.get("shared"),
-        )
-    except SendError as exc:
-        return _error(exc)
+    body = _json_body(request)
+    collection = services.collection_update(
+        request.user,
+        collection_id,
+        name=body.get("name"),
+        description=body.get("description"),
+        shared=body.get("shared"),
+    )
     return JsonResponse(services.collection_json(collection, request.user))
 
 
 @require_POST
 @approved_json
+@refusals
 def collection_delete(request: HttpRequest, collection_id: int) -> JsonResponse:
-    try:
-        services.collection_delete(request.user, collection_id)
-    except SendError as exc:
-        return _error(exc)
+    services.collection_delete(request.user, collection_id)
     return JsonResponse({"deleted": collection_id})
 
 
 @require_GET
 @approved_json
+@refusals
 def collection_documents(request: HttpRequest, collection_id: int) -> JsonResponse:
-    try:
-        collection = services.readable_collection(request.user, collection_id)
-    except SendError as exc:
-        return _error(exc)
+    collection = services.readable_collection(request.user, collection_id)
     documents = Document.objects.filter(collection=collection, owner_id=collection.owner_id)
     return JsonResponse(
         {"collection": services.collection_json(collection, request.user), "documents": _documents(documents)}
@@ -119,10 +128,11 @@ def collection_documents(request: HttpRequest, collection_id: int) -> JsonRespon
 
 @require_GET
 @approved_json
+@refusals
 def conversation_documents(request: HttpRequest, conversation_id: int) -> JsonResponse:
     conversation = Conversation.objects.filter(pk=conversation_id, owner=request.user).first()
     if conversation is None:
-        return _error(services.not_found("conversation"))
+        raise services.not_found(gettext("conversation"))
     documents = Document.objects.filter(conversation=conversation, owner=request.user)
     collections = services.readable_collections(request.user).filter(pk__in=conversation.collections.values("pk"))
     return JsonResponse(
@@ -135,49 +145,43 @@ def conversation_documents(request: HttpRequest, conversation_id: int) -> JsonRe
 
 @require_POST
 @approved_json
+@refusals
 def conversation_collections(request: HttpRequest, conversation_id: int) -> JsonResponse:
     conversation = Conversation.objects.filter(pk=conversation_id, owner=request.user).first()
     if conversation is None:
-        return _error(services.not_found("conversation"))
-    try:
-        ids = services.conversation_collections(request.user, conversation, _json_body(request).get("collections"))
-    except SendError as exc:
-        return _error(exc)
+        raise services.not_found(gettext("conversation"))
+    ids = services.conversation_collections(request.user, conversation, _json_body(request).get("collections"))
     return JsonResponse({"collections": ids})
 
 
 @require_POST
 @approved_json
+@refusals
 def upload(request: HttpRequest) -> JsonResponse:
     """multipart/form-data: `file`, and `collection` or `conversation` (an id)."""
     site = SiteSettings.load()
     declared = request.META.get("CONTENT_LENGTH") or ""
-    try:
-        # Refused before the body is read when the request says it is too big.
-        if declared.isdigit():
-            services.check_size(max(int(declared) - 64 * 1024, 1), site)
-        upload = request.FILES.get("file")
-        if upload is None:
-            raise SendError("Send the file in the form field `file`.", "invalid_params")
-        services.check_size(upload.size, site)
-        document = services.upload(
-            request.user,
-            services.Upload(name=upload.name or "", data=upload.read()),
-            collection_id=request.POST.get("collection") or None,
-            conversation_id=request.POST.get("conversation") or None,
-        )
-    except SendError as exc:
-        return _error(exc)
+    # Refused before the body is read when the request says it is too big.
+    if declared.isdigit():
+        services.check_size(max(int(declared) - 64 * 1024, 1), site)
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise SendError(gettext("Send the file in the form field `file`."), "invalid_params")
+    services.check_size(upload.size, site)
+    document = services.upload(
+        request.user,
+        services.Upload(name=upload.name or "", data=upload.read()),
+        collection_id=request.POST.get("collection") or None,
+        conversation_id=request.POST.get("conversation") or None,
+    )
     return JsonResponse(services.document_json(document), status=201)
 
 
 @require_GET
 @approved_json
+@refusals
 def document_status(request: HttpRequest, document_id: int) -> JsonResponse:
-    try:
-        document = services.readable_document(request.user, document_id)
-    except SendError as exc:
-        return _error(exc)
+    document = services.readable_document(request.user, document_id)
     reap()
     document.refresh_from_db()
     return JsonResponse(services.document_json(document))
@@ -185,34 +189,28 @@ def document_status(request: HttpRequest, document_id: int) -> JsonResponse:
 
 @require_POST
 @approved_json
+@refusals
 def document_retry(request: HttpRequest, document_id: int) -> JsonResponse:
-    try:
-        document = services.retry(request.user, document_id)
-    except SendError as exc:
-        return _error(exc)
+    document = services.retry(request.user, document_id)
     return JsonResponse(services.document_json(document))
 
 
 @require_POST
 @approved_json
+@refusals
 def document_delete(request: HttpRequest, document_id: int) -> JsonResponse:
-    try:
-        services.delete(request.user, document_id)
-    except SendError as exc:
-        return _error(exc)
+    services.delete(request.user, document_id)
     return JsonResponse({"deleted": document_id})
 
 
 @require_GET
 @approved_required
+@refusals
 def document_download(request: HttpRequest, document_id: int) -> HttpResponse:
-    try:
-        document = services.readable_document(request.user, document_id)
-    except SendError as exc:
-        return _error(exc)
+    document = services.readable_document(request.user, document_id)
     path = stored_path(document)
     if not path.is_file():
-        return _error(services.not_found("file"))
+        raise services.not_found(gettext("file"))
     response = FileResponse(
         path.open("rb"), as_attachment=True, filename=document.name, content_type="application/octet-stream"
     )

@@ -8,29 +8,17 @@ embedding model); the knowledge worker's own tests are in test_knowledge_worker.
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
 
 from accounts.models import SiteSettings
-from chatweb.testing.documents import make_pdf
+from chatweb.testing.documents import client_for, make_pdf, upload
 from conversations.knowledge import ingest, search
 from conversations.models import Chunk, Collection, Conversation, Document, DocumentStatus, Preset
 from inference_worker.models import ChatModel
 
 ALICE_FACT = "The lighthouse keeper's password is AMBER-SEAHORSE-7."
 BOB_FACT = "Bob's garden has twelve tomato plants and one fig tree."
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def upload(client: Client, name: str, data: bytes, **target) -> dict:
-    response = client.post("/knowledge/upload", {"file": SimpleUploadedFile(name, data), **target})
-    return {**response.json(), "http": response.status_code}
 
 
 def indexed(document_id: int) -> Document:

@@ -8,11 +8,10 @@ import signal
 
 import pytest
 from django.conf import settings
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from accounts.models import UsageDay
-from chatweb.testing.documents import make_pdf, make_zip
+from chatweb.testing.documents import client_for, make_pdf, make_zip, upload
 from chatweb.testing.support import wait_for
 from chatweb.testing.workers import KNOWLEDGE_ANSWER, KNOWLEDGE_QUESTION
 from conftest import ChatSocket
@@ -25,18 +24,6 @@ HANDBOOK = make_pdf(
     ["Welcome to the handbook.", "The vault code is PELICAN-42.", "Closing words."],
     outline=[("Introduction", 1), ("Security", 2)],
 )
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def upload(client: Client, name: str, data: bytes, **target) -> dict:
-    response = client.post("/knowledge/upload", {"file": SimpleUploadedFile(name, data), **target})
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def status(client: Client, document_id: int) -> dict:
