@@ -17,6 +17,26 @@ class ConversationsConfig(AppConfig):
         post_delete.connect(_remove_files, sender=Conversation, dispatch_uid="conversation-sandbox-files")
         post_delete.connect(_remove_upload, sender=Document, dispatch_uid="document-stored-file")
 
+        from celery import signals
+
+        signals.worker_ready.connect(_load_embedder, dispatch_uid="conversations.knowledge.load-embedder")
+
+
+def _load_embedder(sender, **kwargs) -> None:
+    """An inference worker loads the embedding model as it starts, beside the engine: its
+    first search of a user's files would otherwise wait about a second for it."""
+    import threading
+
+    from inference_worker.jobs import current_host
+
+    try:
+        current_host()
+    except RuntimeError:  # a tool or knowledge worker: no turns here (a knowledge worker loads its own)
+        return
+    from conversations.knowledge.answering import warm_up
+
+    threading.Thread(target=warm_up, name="load-embedder", daemon=True).start()
+
 
 def _remove_upload(sender, instance, **kwargs) -> None:
     """An uploaded file's bytes go with its row, however it is deleted (by itself, with its

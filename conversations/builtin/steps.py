@@ -41,11 +41,19 @@ def headline(step: dict[str, Any]) -> str:
 
 def knowledge_headline(step: dict[str, Any]) -> str:
     """ "Searched 3 files: 5 passages"."""
-    files, passages = int(step.get("files") or 0), int(step.get("passages") or 0)
+    files, passages = _count(step.get("files")), _count(step.get("passages"))
+    # The same msgids as the chat page's steps.js (the JavaScript catalog fills %(x)s only).
     return gettext("Searched %(files)s: %(passages)s") % {
-        "files": ngettext("%(n)d file", "%(n)d files", files) % {"n": files},
-        "passages": ngettext("%(n)d passage", "%(n)d passages", passages) % {"n": passages},
+        "files": ngettext("%(count)s file", "%(count)s files", files) % {"count": files},
+        "passages": ngettext("%(count)s passage", "%(count)s passages", passages) % {"count": passages},
     }
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def source_label(source: dict[str, Any]) -> str:

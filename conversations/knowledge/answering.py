@@ -64,3 +64,18 @@ def with_sources(job: TurnJob, *, context_length: int, default_max_tokens: int) 
         system = generation.system_prompt.strip()
         update["system_prompt"] = f"{system}\n\n{prompt_text(found.sources)}" if system else prompt_text(found.sources)
     return job.model_copy(update={"generation": generation.model_copy(update=update)}), sources
+
+
+def warm_up() -> None:
+    """Load the embedding model and embed one question (where the site has documents on)."""
+    from django.db import close_old_connections
+
+    from conversations.knowledge.embedding import embedder
+
+    try:
+        if SiteSettings.load().knowledge_enabled:
+            embedder().query("warm up")
+    except Exception:  # noqa: BLE001 - the first search loads it then, and says so if it fails
+        log.warning("loading the embedding model failed", exc_info=True)
+    finally:
+        close_old_connections()

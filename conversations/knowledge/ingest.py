@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 IN_PROGRESS = (DocumentStatus.PARSING, DocumentStatus.CHUNKING, DocumentStatus.EMBEDDING)
 EMBED_BATCH = 8  # passages per call: progress moves every second or two on a CPU
+PASSAGES_PER_PAGE = 4  # a full page of text is 2-3 passages of 240 tokens
 
 
 def stored_path(document: Document):
@@ -122,6 +123,12 @@ def _index(document: Document, worker: str) -> str:
     found = chunking.passages(converted)
     if not found:
         raise convert.Refused(gettext("No text was found in this file (a scan without text is not read)."))
+    most = site.upload_max_pages * PASSAGES_PER_PAGE
+    if len(found) > most:  # a long text file has no pages to count: its passages are counted instead
+        raise convert.Refused(
+            gettext("This file is %(passages)s passages long; the most is %(most)s (%(pages)s pages' worth).")
+            % {"passages": f"{len(found):,}", "most": f"{most:,}", "pages": f"{site.upload_max_pages:,}"}
+        )
     if not _stage(document.pk, worker, status=DocumentStatus.EMBEDDING, progress_total=len(found)):
         return ""
     model = embedder()
@@ -180,7 +187,10 @@ def reap(now=None) -> int:
     """Fail the documents whose worker stopped renewing its lease (it died mid-file)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.KNOWLEDGE_STALE_SECONDS)
-    return Document.objects.filter(status__in=IN_PROGRESS, updated__lt=stale).update(
+    lapsed = Document.objects.filter(status__in=IN_PROGRESS, updated__lt=stale)
+    if not lapsed.exists():  # the usual case, and a read: pages poll this every second
+        return 0
+    return lapsed.update(
         status=DocumentStatus.FAILED,
         error=gettext("The worker indexing this file stopped before it finished. Retry."),
         worker="",

@@ -265,3 +265,16 @@ def test_a_deleted_conversation_or_user_takes_the_stored_files(
     with django_capture_on_commit_callbacks(execute=True):
         users.alice.delete()
     assert not paths[files.in_collection].exists() and paths[files.bobs].exists()
+
+
+def test_a_text_longer_than_the_page_limit_allows_is_refused_before_it_is_embedded(users):
+    site = SiteSettings.load()
+    site.upload_max_pages = 2  # at most 8 passages
+    site.save()
+    chat = Conversation.objects.create(owner=users.alice)
+    long = "\n\n".join(f"# Part {i}\n\nA short line of text." for i in range(9)).encode()
+    made = upload(client_for(users.alice), "long.md", long, conversation=chat.pk)
+    assert ingest.ingest(made["id"], "test") == DocumentStatus.FAILED
+    document = Document.objects.get(pk=made["id"])
+    assert "9 passages long; the most is 8 (2 pages' worth)" in document.error
+    assert not Chunk.objects.filter(document=document).exists()
