@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.decorators import approved_required
 from accounts.models import SiteSettings
 from conversations import selectors, services
+from conversations.knowledge import convert
 from conversations.models import Conversation
 from conversations.socket_protocol import page_protocol
 from inference_worker import presence
@@ -59,7 +60,8 @@ def _own_conversation(request: HttpRequest, conversation_id: int) -> Conversatio
 @approved_required
 def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     conversation = _own_conversation(request, conversation_id) if conversation_id is not None else None
-    show_reasoning = SiteSettings.load().may_see_reasoning(request.user)
+    site = SiteSettings.load()
+    show_reasoning = site.may_see_reasoning(request.user)
     messages: list[dict] = []
     if conversation is not None:
         services.messages_reap_orphans(conversation.messages.all())
@@ -77,6 +79,12 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
                 "choices": selectors.model_choices(),
                 "show_reasoning": show_reasoning,
                 "protocol": page_protocol(),
+                # the composer's attach button: shown where files are on, for these kinds and sizes
+                "knowledge": {
+                    "enabled": site.knowledge_enabled,
+                    "accept": convert.ACCEPT,
+                    "megabytes": site.upload_max_megabytes,
+                },
             },
         },
     )

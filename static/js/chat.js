@@ -6,7 +6,7 @@ import { renderBranch } from "./chat/messages.js";
 import { fillModels, fillParams, onModelChange } from "./chat/settings.js";
 import { connect, onServerEvent } from "./chat/socket.js";
 import { addMessage, branch, data, state } from "./chat/state.js";
-import { pollStatus, renderStatus } from "./chat/statusbar.js";
+import { pollStatus, renderStatus, speedOf } from "./chat/statusbar.js";
 import { Drawer } from "./drawer.js";
 
 new Drawer({ layout: document.querySelector("[data-testid=chat]"), toggle: document.getElementById("drawer-toggle") });
@@ -21,7 +21,7 @@ fillModels();
 fillParams();
 renderBranch();
 const lastDone = branch().filter((m) => m.role === "assistant" && m.time_to_first_token_ms != null).pop();
-if (lastDone) state.lastSpeed = { ttft: lastDone.time_to_first_token_ms, tps: lastDone.tokens_per_second };
+if (lastDone) state.lastSpeed = speedOf(lastDone);
 renderStatus();
 onServerEvent(handle);
 connect();

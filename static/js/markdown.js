@@ -86,10 +86,12 @@ export function settledLength(text) {
   return settled;
 }
 
-// A live view of one growing markdown text inside `container`.
+// A live view of one growing markdown text inside `container`. `decorate(element)`, if
+// set, is called on each part as it is drawn (the answer's citations made into buttons).
 export class StreamingMarkdown {
   constructor(container) {
     this.container = container;
+    this.decorate = null;
     this.text = "";
     this.settled = 0;
     this.done = document.createElement("div");
@@ -111,10 +113,12 @@ export class StreamingMarkdown {
       const block = document.createElement("div");
       block.innerHTML = renderMarkdown(this.text.slice(this.settled, cut));
       highlightIn(block);
+      this.decorate?.(block);
       this.done.append(block);
       this.settled = cut;
     }
     this.tail.innerHTML = renderMarkdown(this.text.slice(this.settled));
+    this.decorate?.(this.tail);
   }
 
   finish() {

@@ -7,7 +7,7 @@ import { busy, drawMessage, renderBranch, scrollDown, statusLine, viewOf } from 
 import { EVENT } from "./protocol.js";
 import { requestSync } from "./socket.js";
 import { addMessage, messages, state } from "./state.js";
-import { refreshStatus, renderStatus } from "./statusbar.js";
+import { refreshStatus, renderStatus, speedOf } from "./statusbar.js";
 
 const prompt = $("prompt");
 
@@ -116,9 +116,7 @@ export function handle(event) {
           conversation.totals.prompt_tokens += event.usage.prompt_tokens || 0;
           conversation.totals.completion_tokens += event.usage.completion_tokens || 0;
         }
-        if (event.time_to_first_token_ms != null) {
-          state.lastSpeed = { ttft: event.time_to_first_token_ms, tps: event.tokens_per_second };
-        }
+        if (event.time_to_first_token_ms != null) state.lastSpeed = speedOf(message);
       }
       finishCurrent(event.message_id, Boolean(event.recovered));
       break;

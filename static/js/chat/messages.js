@@ -7,6 +7,7 @@ import { $, el } from "./dom.js";
 import { updateExports } from "./header.js";
 import { FRAME } from "./protocol.js";
 import { send } from "./socket.js";
+import { linkSources, sourcesOf } from "./sources.js";
 import { branch, children, newestLeafUnder, state } from "./state.js";
 import { StepList, linkCitations } from "./steps.js";
 
@@ -39,18 +40,22 @@ function messageView(message) {
     thinking,
     status,
     actions,
-    content: new StreamingMarkdown(body),
+    content: Object.assign(new StreamingMarkdown(body), {
+      // [n] a button to its passage as soon as it is drawn (the search's step comes first)
+      decorate: (part) => linkSources(part, sourcesOf(message)),
+    }),
     reasoning: new StreamingMarkdown(reasoningBox),
     steps: new StepList(stepsBox),
     setStatus(text, kind = "") {
       status.textContent = text;
       status.className = `status ${kind}`;
     },
-    // The answer is done: fold its steps and link its citations to the pages they name.
+    // The answer is done: fold its steps and link its citations to the pages and passages they name.
     settle(message) {
       view.content.finish();
       view.steps.fold();
       linkCitations(body, message.tool_steps);
+      linkSources(body, sourcesOf(message));
     },
     addReasoning(text) {
       if (!text) return;

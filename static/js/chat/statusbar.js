@@ -45,13 +45,23 @@ export function renderStatus() {
         completion: totals.completion_tokens.toLocaleString(),
       })
     : "";
-  bar.speed.textContent =
-    lastSpeed && lastSpeed.ttft != null
-      ? fmt(_("Last answer: first token %(ms)s ms · %(speed)s tok/s"), {
-          ms: Math.round(lastSpeed.ttft),
-          speed: lastSpeed.tps ? lastSpeed.tps.toFixed(1) : "?",
-        })
-      : "";
+  let speed = "";
+  if (lastSpeed && lastSpeed.ttft != null) {
+    speed = fmt(_("Last answer: first token %(ms)s ms · %(speed)s tok/s"), {
+      ms: Math.round(lastSpeed.ttft),
+      speed: lastSpeed.tps ? lastSpeed.tps.toFixed(1) : "?",
+    });
+    // the search of the person's files, before the model had the question
+    if (lastSpeed.search != null) speed += ` · ${fmt(_("search %(ms)s ms"), { ms: Math.round(lastSpeed.search * 1000) })}`;
+  }
+  bar.speed.textContent = speed;
+}
+
+// The last answer's speed as the status bar shows it: first token, tokens a second, and the
+// time its search of the person's files took (null where it searched none).
+export function speedOf(message) {
+  const step = (message.tool_steps || []).find((s) => s && s.kind === "knowledge" && typeof s.seconds === "number");
+  return { ttft: message.time_to_first_token_ms, tps: message.tokens_per_second, search: step ? step.seconds : null };
 }
 
 export async function refreshStatus() {

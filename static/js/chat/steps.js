@@ -1,16 +1,30 @@
 // An answer's built-in tool steps (a search, a page read, python run), one collapsible
 // block each: open while it runs, folded once the answer is done. Everything in a step
 // came from the model, a web page or the sandbox: it goes in as text, never as markup.
-// The headline says what conversations/builtin/steps.py says for the export.
-import { _, fmt } from "../i18n.js";
+// The headline says what conversations/builtin/steps.py says for the export. The search of
+// the person's files ("knowledge") is a step too: its sources are listed under it.
+import { _, fmt, ngettext } from "../i18n.js";
 import { el } from "./dom.js";
+import { openSource, sourceLabel } from "./sources.js";
 
 const WEB = /^https?:\/\//i;
+
+// "Searched 3 files: 5 passages", as steps.py knowledge_headline says it.
+function knowledgeHeadline(step) {
+  const files = Number.parseInt(step.files, 10) || 0;
+  const passages = Number.parseInt(step.passages, 10) || 0;
+  return fmt(_("Searched %(files)s: %(passages)s"), {
+    files: fmt(ngettext("%(count)s file", "%(count)s files", files), { count: files }),
+    passages: fmt(ngettext("%(count)s passage", "%(count)s passages", passages), { count: passages }),
+  });
+}
 
 function headline(step) {
   let text;
   const running = step.status === "running";
-  if (step.kind === "search") {
+  if (step.kind === "knowledge") {
+    text = running ? _("Searching your files…") : knowledgeHeadline(step);
+  } else if (step.kind === "search") {
     text = fmt(running ? _("Searching for “%(query)s”…") : _("Searched for “%(query)s”"), { query: step.query || "" });
   } else if (step.kind === "open") {
     const page = step.title || step.url || step.target || "";
@@ -26,7 +40,12 @@ function headline(step) {
   else if (step.status === "failed") text += ` · ${_("failed")}`;
   else if (step.status === "stopped") text += ` · ${_("stopped")}`;
   else if (step.status === "interrupted") text += ` · ${_("interrupted")}`;
-  if (typeof step.seconds === "number") text += ` · ${fmt(_("%(seconds)s s"), { seconds: step.seconds.toFixed(1) })}`;
+  if (typeof step.seconds === "number") {
+    text +=
+      step.kind === "knowledge"
+        ? ` · ${fmt(_("%(ms)s ms"), { ms: Math.round(step.seconds * 1000) })}`
+        : ` · ${fmt(_("%(seconds)s s"), { seconds: step.seconds.toFixed(1) })}`;
+  }
   return text;
 }
 
@@ -40,8 +59,30 @@ function section(label, text, testid) {
   return el("div", { className: "step-part" }, el("div", { className: "step-label", textContent: label }), el("pre", { textContent: text, dataset: { testid } }));
 }
 
+// The search's sources, each opening its passage: "[1] handbook.pdf, page 2 (Security)".
+function sourceList(sources) {
+  const list = el("ol", { className: "step-sources", dataset: { testid: "step-sources" } });
+  for (const source of sources) {
+    if (!source || !Number.isInteger(source.n)) continue;
+    const button = el("button", {
+      type: "button",
+      className: "link step-source",
+      textContent: `[${source.n}] ${sourceLabel(source)}`,
+      dataset: { testid: "step-source" },
+    });
+    button.setAttribute("aria-haspopup", "dialog");
+    button.setAttribute("aria-expanded", "false");
+    button.addEventListener("click", () => openSource(source, button));
+    list.append(el("li", {}, button));
+  }
+  return list;
+}
+
 function body(step) {
   const parts = [];
+  if (step.kind === "knowledge" && Array.isArray(step.sources) && step.sources.length) {
+    parts.push(el("div", { className: "step-part" }, el("div", { className: "step-label", textContent: _("Sources") }), sourceList(step.sources)));
+  }
   if (step.code) parts.push(section(_("Code"), step.code, "step-code"));
   if (step.output) parts.push(section(_("Output"), step.output, "step-output"));
   const link = pageLink(step.url);
