@@ -3,6 +3,7 @@ page says the same in its own JavaScript, through the same catalog)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.utils.translation import gettext, ngettext
@@ -33,7 +34,8 @@ def headline(step: dict[str, Any]) -> str:
         text += " · " + gettext("interrupted")
     if isinstance(step.get("seconds"), int | float):
         if kind == "knowledge":
-            text += " · " + gettext("%(ms)d ms") % {"ms": round(step["seconds"] * 1000)}
+            # half up, as the page's Math.round (Python's round() goes to even: 64.5 -> 64)
+            text += " · " + gettext("%(ms)s ms") % {"ms": math.floor(step["seconds"] * 1000 + 0.5)}
         else:
             text += " · " + gettext("%(seconds).1f s") % {"seconds": step["seconds"]}
     return text

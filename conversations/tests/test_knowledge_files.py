@@ -115,3 +115,17 @@ def test_a_passage_never_cuts_a_character_in_two():
     assert len(found) > 10
     assert all("\ufffd" not in p.text and p.tokens <= CHUNK_TOKENS for p in found)
     assert "".join(p.text for p in found) == "汉字𠀀😀" * 3000
+
+
+@pytest.mark.parametrize(
+    ("step", "said"),
+    [
+        ({"files": 1, "passages": 3, "seconds": 0.0645}, "Searched 1 file: 3 passages · 65 ms"),  # half up, as the page
+        ({"files": 2, "passages": 1, "seconds": 0.0125}, "Searched 2 files: 1 passage · 13 ms"),
+        ({"files": "x", "passages": None, "status": "failed"}, "Searched 0 files: 0 passages · failed"),
+    ],
+)
+def test_the_search_step_reads_as_the_chat_page_says_it(step, said):
+    from conversations.builtin import steps
+
+    assert steps.headline({"kind": "knowledge", "status": "done", **step}) == said
