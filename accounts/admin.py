@@ -206,6 +206,11 @@ class SiteSettingsAdmin(admin.ModelAdmin):
         "default_tokens_per_day",
         "default_max_tokens_per_answer",
         "default_tool_calls_per_day",
+        "knowledge_enabled",
+        "upload_max_megabytes",
+        "upload_max_pages",
+        "documents_per_user",
+        "knowledge_megabytes_per_user",
     )
 
     def has_add_permission(self, request):

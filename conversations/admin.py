@@ -226,6 +226,9 @@ class DocumentAdmin(ReadOnly, MetadataLookupsOnly, admin.ModelAdmin):
     text (a user's files are theirs, as their conversations are)."""
 
     list_display = ("id", "owner", "kind", "size", "status", "chunk_count", "created")
+    list_display_links = None  # no page of its own: it would be headed with the file's name
     list_filter = ("status", "kind")
-    fields = ("owner", "kind", "size", "pages", "status", "error", "chunk_count", "embedding_model", "created")
-    readonly_fields = fields
+    lookup_fields = {"id", "pk", "owner", "status", "kind", "created"}
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return obj is None and self.may_see(request)  # the list only

@@ -40,7 +40,9 @@ def knowledge_ingest(document_id: int) -> None:
 
     close_old_connections()
     try:
-        ingest(document_id, knowledge_ingest.request.hostname or "knowledge")
+        # The task's own id with the worker's name: two threads of one worker are two claimants.
+        request = knowledge_ingest.request
+        ingest(document_id, f"{request.hostname or 'knowledge'}/{request.id or ''}"[:200])
     finally:
         close_old_connections()
 

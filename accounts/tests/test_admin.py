@@ -112,6 +112,11 @@ def test_site_settings_is_one_row_edited_in_the_admin(admin_client, users):
             "default_max_tokens_per_answer": "512",
             "default_tool_calls_per_day": "40",
             "python_tool_enabled": "on",
+            # documents: off here; the limits as the admin types them
+            "upload_max_megabytes": "10",
+            "upload_max_pages": "100",
+            "documents_per_user": "20",
+            "knowledge_megabytes_per_user": "0",
         },
     )
     assert response.status_code == 302
@@ -125,6 +130,9 @@ def test_site_settings_is_one_row_edited_in_the_admin(admin_client, users):
     assert settings.default_role == Role.USER
     assert settings.reasoning_visibility == "admins"
     assert settings.admins_read_conversations is False
+    assert settings.knowledge_enabled is False
+    assert (settings.upload_max_megabytes, settings.upload_max_pages) == (10, 100)
+    assert (settings.documents_per_user, settings.knowledge_megabytes_per_user) == (20, 0)
     assert SiteSettings.objects.count() == 1
     assert admin_client.get("/admin/accounts/sitesettings/add/").status_code == 403
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from conversations.knowledge.convert import Page
 
 CHUNK_TOKENS = 240
+MAX_HEADING_LINE = 1000  # a longer line is text, not a heading
 OVERLAP_TOKENS = 40
-HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+HEADING = re.compile(r"(#{1,6})[ \t]+(\S.*)")  # no nested repeats: linear on any line (untrusted)
 # A sentence ends at . ! ? (then a space) or at Chinese 。！？；, or a line ends.
 SENTENCE = re.compile(r"[^\n]*?(?:[.!?](?=\s)|[。！？；]|\n|$)\s*")  # with the space after it
 
@@ -51,12 +52,14 @@ def sections(pages: list[Page]) -> Iterator[tuple[str, int | None, str]]:
             path = [(1, part) for part in page.heading.split(" > ")]
         body: list[str] = []
         for line in page.text.splitlines():
-            match = HEADING.match(line)
+            heading = line.startswith("#") and len(line) <= MAX_HEADING_LINE
+            match = HEADING.fullmatch(line) if heading else None
             if match:
                 yield " > ".join(t for _, t in path), page.number, "\n".join(body)
                 body = []
                 level = len(match.group(1))
-                path = [(lv, t) for lv, t in path if lv < level] + [(level, match.group(2)[:200])]
+                title = match.group(2).rstrip().rstrip("#").rstrip()  # "## Title ##": the closing hashes go
+                path = [(lv, t) for lv, t in path if lv < level] + [(level, title[:200])]
             else:
                 body.append(line)
         yield " > ".join(t for _, t in path), page.number, "\n".join(body)

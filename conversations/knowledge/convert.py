@@ -37,7 +37,8 @@ KINDS = {
 ACCEPT = ",".join(sorted(KINDS))  # the upload input's accept attribute
 TEXT_KINDS = {"csv", "html", "md", "txt"}
 ZIP_KINDS = {"docx": "word/", "pptx": "ppt/", "xlsx": "xl/"}
-ZIP_MAX_UNPACKED = 200 * 1024 * 1024  # an Office file's members together, unpacked
+ZIP_MAX_UNPACKED = 50 * 1024 * 1024  # an Office file's members together, unpacked (pandas and
+# BeautifulSoup take several times that in memory while converting)
 ZIP_MAX_RATIO = 100  # unpacked / packed, per member (ordinary XML compresses 5-20x)
 ZIP_MAX_MEMBERS = 10_000
 
@@ -73,7 +74,7 @@ def check(data: bytes, kind: str, *, max_pages: int) -> int | None:
     """Refuse a file whose bytes are not what its name says, a zip bomb, or more pages than
     allowed, before any work starts. Returns its page count where the format has pages."""
     if kind == "pdf":
-        if not data.lstrip()[:5] == b"%PDF-":
+        if not data[:1024].lstrip().startswith(b"%PDF-"):
             raise Refused(gettext("This is not a PDF file."))
         return _pdf_pages(data, max_pages)
     if kind in ZIP_KINDS:

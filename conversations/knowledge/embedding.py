@@ -10,7 +10,8 @@ passages, the inference worker for a turn's question), chosen by KNOWLEDGE_EMBED
   "query: " / "passage: " prefixes.
 
 Vectors are L2-normalised float32. A document remembers the model its vectors came from;
-changing the setting re-embeds every document in the background (ingest.reembed_stale),
+changing the setting re-embeds every document in the background (a knowledge worker queues
+`ingest.reembed` for each as it starts),
 and meanwhile retrieval uses full-text only for documents not yet re-embedded.
 """
 

@@ -89,7 +89,9 @@ def ingest(document_id: int, worker: str) -> str:
     if not claimed:
         log.info("document %s is not queued; skipped", document_id)
         return ""
-    document = Document.objects.get(pk=document_id)
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None:  # deleted just after the claim
+        return ""
     Document.objects.filter(pk=document_id).update(attempts=document.attempts + 1)
     started = time.perf_counter()
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import secrets
 import time
 from dataclasses import asdict, dataclass
 
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q
 
+from accounts.models import Role
 from conversations.knowledge.vectors import to_db
 from conversations.models import Chunk, Conversation, Document, DocumentStatus
 
@@ -69,6 +71,12 @@ class Source:
         return asdict(self)
 
 
+def shared_q(prefix: str = "") -> Q:
+    """Shared with everyone: marked so, by an owner who is still an active admin (a demoted
+    admin's collection is theirs alone again, and no longer searched for anyone else)."""
+    return Q(**{f"{prefix}shared": True, f"{prefix}owner__role": Role.ADMIN, f"{prefix}owner__is_active": True})
+
+
 def searchable_documents(conversation: Conversation) -> list[int]:
     """Ready documents a turn of `conversation` may search: the files attached to it, and
     those of the collections attached to it (its owner's own, or shared by an admin) or to
@@ -76,10 +84,10 @@ def searchable_documents(conversation: Conversation) -> list[int]:
     was attached is no longer searched, and only a collection's owner's files are its own."""
     owner_id = conversation.owner_id
     collection_ids = set(
-        conversation.collections.filter(Q(owner_id=owner_id) | Q(shared=True)).values_list("pk", flat=True)
+        conversation.collections.filter(Q(owner_id=owner_id) | shared_q()).values_list("pk", flat=True)
     )
-    if conversation.preset_id is not None:
-        collection_ids |= set(conversation.preset.collections.filter(shared=True).values_list("pk", flat=True))
+    if conversation.preset_id is not None and conversation.preset.enabled:
+        collection_ids |= set(conversation.preset.collections.filter(shared_q()).values_list("pk", flat=True))
     return list(
         Document.objects.filter(status=DocumentStatus.READY)
         .filter(
@@ -211,8 +219,16 @@ SOURCES_PREAMBLE = (
 
 def prompt_text(sources: list[Source]) -> str:
     """The passages as the model reads them (gpt-oss: in the developer message)."""
-    parts = [SOURCES_PREAMBLE]
+    # Each passage between lines of a boundary made for this prompt, which no passage can
+    # write (a file that says ">>>" cannot close its quote and speak as the developer).
+    fence = f"=====SOURCE-{secrets.token_hex(6)}====="
+    parts = [f"{SOURCES_PREAMBLE} Each passage stands between two lines that read {fence}."]
     for s in sources:
         where = ", ".join(x for x in (s.name, f"page {s.page}" if s.page else "", s.heading) if x)
-        parts.append(f"[{s.n}] {where}\n<<<\n{s.text}\n>>>")
+        text = s.text.replace(fence, "")
+        parts.append(f"[{s.n}] {_one_line(where)}\n{fence}\n{text}\n{fence}")
     return "\n\n".join(parts)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

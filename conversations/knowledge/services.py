@@ -21,6 +21,7 @@ from accounts.models import SiteSettings, User
 from conversations.admission import QUEUE_ERRORS, SendError, clean_text, queue_down
 from conversations.knowledge import convert
 from conversations.knowledge.ingest import stored_path
+from conversations.knowledge.search import shared_q
 from conversations.models import Collection, Conversation, Document, DocumentStatus
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def knowledge_on(site: SiteSettings | None = None) -> None:
 
 def readable_collections(user: User):
     """A user's own collections and the shared ones."""
-    return Collection.objects.filter(Q(owner=user) | Q(shared=True))
+    return Collection.objects.filter(Q(owner=user) | shared_q())
 
 
 def readable_collection(user: User, collection_id) -> Collection:
@@ -57,6 +58,13 @@ def own_collection(user: User, collection_id) -> Collection:
     if collection is None:
         raise not_found(gettext("collection"))
     return collection
+
+
+def flag(value, name: str) -> bool:
+    """A JSON true or false (not "false", which bool() would take for true)."""
+    if not isinstance(value, bool):
+        raise SendError(gettext("%(name)s must be true or false.") % {"name": name}, "invalid_params")
+    return value
 
 
 def _id(value) -> int:
@@ -75,12 +83,13 @@ def collection_create(user: User, *, name, description="", shared=False) -> Coll
     if not name:
         raise SendError(gettext("Give the collection a name."), "invalid_name")
     description = clean_text(description or "", what=gettext("The description"), limit=300).strip()
-    if shared and not user.is_admin:
+    if flag(shared, "shared") and not user.is_admin:
         raise SendError(gettext("Only an admin may share a collection with everyone."), "forbidden", status=403)
-    return Collection.objects.create(owner=user, name=name, description=description, shared=bool(shared))
+    return Collection.objects.create(owner=user, name=name, description=description, shared=flag(shared, "shared"))
 
 
 def collection_update(user: User, collection_id, *, name=None, description=None, shared=None) -> Collection:
+    knowledge_on()
     collection = own_collection(user, collection_id)
     if name is not None:
         name = clean_text(name, what=gettext("The name"), limit=100).strip()
@@ -90,9 +99,10 @@ def collection_update(user: User, collection_id, *, name=None, description=None,
     if description is not None:
         collection.description = clean_text(description, what=gettext("The description"), limit=300).strip()
     if shared is not None:
+        shared = flag(shared, "shared")
         if shared and not user.is_admin:
             raise SendError(gettext("Only an admin may share a collection with everyone."), "forbidden", status=403)
-        collection.shared = bool(shared)
+        collection.shared = shared
     collection.save()
     return collection
 
@@ -103,6 +113,7 @@ def collection_delete(user: User, collection_id) -> None:
 
 def conversation_collections(user: User, conversation: Conversation, collection_ids) -> list[int]:
     """Attach exactly these collections (readable by the conversation's owner) to it."""
+    knowledge_on()
     if conversation.owner_id != user.pk:
         raise not_found(gettext("conversation"))
     if not isinstance(collection_ids, list) or len(collection_ids) > 50:
@@ -129,7 +140,7 @@ def readable_document(user: User, document_id) -> Document:
     """A file the user may read: their own, or one in a shared collection."""
     document = (
         Document.objects.filter(pk=_id(document_id))
-        .filter(Q(owner=user) | Q(collection__shared=True, owner_id=_collection_owner()))
+        .filter(Q(owner=user) | (shared_q("collection__") & Q(owner_id=_collection_owner())))
         .first()
     )
     if document is None:
@@ -192,10 +203,11 @@ def upload(user: User, upload: Upload, *, collection_id=None, conversation_id=No
     try:
         with transaction.atomic():
             document.save()
-            transaction.on_commit(lambda: enqueue(document))
     except BaseException:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # no row: nobody will ever ask for these bytes
         raise
+    # Stored: if the queue is down now, the file is failed with a Retry, its bytes kept.
+    transaction.on_commit(lambda: enqueue(document))
     return document
 
 
@@ -248,11 +260,12 @@ def enqueue(document: Document) -> None:
 
 def retry(user: User, document_id) -> Document:
     """Index a failed file again (its bytes are kept)."""
+    knowledge_on()
     document = own_document(user, document_id)
-    if document.status != DocumentStatus.FAILED:
+    if not may_retry(document):
         raise SendError(gettext("Only a file that failed can be retried."), "not_failed", status=409)
     with transaction.atomic():
-        Document.objects.filter(pk=document.pk, status=DocumentStatus.FAILED).update(
+        Document.objects.filter(pk=document.pk, status=document.status, updated=document.updated).update(
             status=DocumentStatus.QUEUED, error="", progress_done=0, progress_total=0, updated=timezone.now()
         )
         transaction.on_commit(lambda: enqueue(document))
@@ -260,9 +273,27 @@ def retry(user: User, document_id) -> Document:
     return document
 
 
+QUEUED_RETRY_SECONDS = 600
+
+
+def may_retry(document: Document) -> bool:
+    """Failed, or queued for ten minutes untouched: its task may have been lost (Redis
+    restarted without persistence). A retried file that was only slow is skipped by
+    the second task: the claim is by status."""
+    if document.status == DocumentStatus.FAILED:
+        return True
+    waited = (timezone.now() - document.updated).total_seconds()
+    return document.status == DocumentStatus.QUEUED and waited > QUEUED_RETRY_SECONDS
+
+
 def delete(user: User, document_id) -> None:
     # Its chunks, their full-text rows (a trigger) and its bytes (conversations.apps) go with it.
-    own_document(user, document_id).delete()
+    # The row is locked first: a worker writing its chunks (under the same lock) finishes
+    # before the delete reads them, instead of adding rows behind it.
+    document = own_document(user, document_id)
+    with transaction.atomic():
+        Document.objects.select_for_update().filter(pk=document.pk).first()
+        document.delete()
 
 
 def remove_stored(keys) -> None:

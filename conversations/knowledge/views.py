@@ -87,7 +87,7 @@ def collection_create(request: HttpRequest) -> JsonResponse:
         request.user,
         name=body.get("name"),
         description=body.get("description") or "",
-        shared=bool(body.get("shared")),
+        shared=body.get("shared", False),
     )
     return JsonResponse(services.collection_json(collection, request.user), status=201)
 

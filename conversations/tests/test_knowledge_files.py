@@ -129,3 +129,15 @@ def test_the_search_step_reads_as_the_chat_page_says_it(step, said):
     from conversations.builtin import steps
 
     assert steps.headline({"kind": "knowledge", "status": "done", **step}) == said
+
+
+def test_a_hostile_heading_line_is_read_in_linear_time():
+    """A heading regex with nested repeats took hours on "# x" + 20,000 spaces + "y", holding
+    the GIL and so the whole knowledge worker (its lease, its consumer)."""
+    import time
+
+    started = time.perf_counter()
+    found = passages([Page(None, "# x" + " " * 20_000 + "y\n\n" + "## T" + " \t" * 400 + "z #\n\nbody")])
+    assert time.perf_counter() - started < 2
+    assert found[-1].heading.startswith("T \t") and found[-1].text == "body"
+    assert found[0].text.startswith("# x")  # a line too long for a heading is text
