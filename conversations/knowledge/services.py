@@ -315,6 +315,7 @@ def document_json(document: Document) -> dict:
         "status_label": str(DocumentStatus(document.status).label),
         "progress": {"done": document.progress_done, "total": document.progress_total},
         "error": document.error,
+        "can_retry": may_retry(document),  # failed, or queued so long its task may be lost
         "chunks": document.chunk_count,
         "collection_id": document.collection_id,
         "conversation_id": document.conversation_id,

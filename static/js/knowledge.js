@@ -258,7 +258,7 @@ function fileRow(row) {
   if (row.abort) actions.append(action(_("Cancel"), "file-cancel", () => row.abort()));
   else if (!row.doc) actions.append(action(_("Dismiss"), "file-dismiss", () => forget(row)));
   else if (mine) {
-    if (row.doc.status === "failed") actions.append(action(_("Retry"), "file-retry", () => retry(row), Boolean(row.busy)));
+    if (row.doc.can_retry) actions.append(action(_("Retry"), "file-retry", () => retry(row), Boolean(row.busy)));
     actions.append(action(_("Delete"), "file-delete", () => remove(row), Boolean(row.busy)));
   }
   return el(

@@ -88,7 +88,7 @@ function fileChip(file) {
   );
   chip.title = `${file.name}: ${text}`;
   if (progress != null) chip.append(el("progress", { max: 1, value: progress, className: "chip-progress" }));
-  if (file.doc?.status === "failed") {
+  if (file.doc?.can_retry) {
     chip.append(el("button", { type: "button", className: "link", textContent: _("Retry"), disabled: Boolean(file.busy), dataset: { testid: "attachment-retry" }, onclick: () => retry(file) }));
   }
   const label = file.doc ? fmt(_("Remove %(name)s from this conversation"), { name: file.name }) : fmt(_("Cancel %(name)s"), { name: file.name });
