@@ -346,3 +346,6 @@ KNOWLEDGE_CONTEXT_TOKENS = envint("KNOWLEDGE_CONTEXT_TOKENS", 3000, minimum=100)
 # for KNOWLEDGE_STALE_SECONDS means the worker died: the file is failed, with a retry.
 KNOWLEDGE_LEASE_SECONDS = envint("KNOWLEDGE_LEASE_SECONDS", 10, minimum=1)
 KNOWLEDGE_STALE_SECONDS = envint("KNOWLEDGE_STALE_SECONDS", 60, minimum=2)
+# A file is read (converted) in a child process with these limits (conversations/knowledge/isolation.py).
+KNOWLEDGE_CONVERT_SECONDS = envint("KNOWLEDGE_CONVERT_SECONDS", 300, minimum=1)
+KNOWLEDGE_CONVERT_MEMORY_MB = envint("KNOWLEDGE_CONVERT_MEMORY_MB", 2048, minimum=256)

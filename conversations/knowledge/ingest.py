@@ -24,6 +24,7 @@ from django.utils.translation import gettext
 from accounts.models import SiteSettings
 from conversations.knowledge import chunking, convert
 from conversations.knowledge.embedding import embedder, model_name
+from conversations.knowledge.isolation import convert_isolated
 from conversations.knowledge.search import words
 from conversations.models import Chunk, Document, DocumentStatus
 
@@ -118,8 +119,7 @@ def _fail(document_id: int, worker: str, message: str) -> None:
 def _index(document: Document, worker: str) -> str:
     data = stored_path(document).read_bytes()
     site = SiteSettings.load()
-    pages = convert.check(data, document.kind, max_pages=site.upload_max_pages)
-    converted = convert.convert(data, document.kind)
+    pages, converted = convert_isolated(data, document.kind, max_pages=site.upload_max_pages)
     if not _stage(document.pk, worker, status=DocumentStatus.CHUNKING, pages=pages):
         return ""
     found = chunking.passages(converted)

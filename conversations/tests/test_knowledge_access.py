@@ -371,3 +371,18 @@ def test_a_passage_cannot_close_its_quote():
     assert fence.startswith("=====SOURCE-") and len(fence) > 20
     body = text.split(f"\n{fence}\n", 1)[1]
     assert text.count(fence) == 3 and body == f"{hostile}\n{fence}"  # the passage, whole, then its end
+
+
+def test_a_file_that_reads_too_slowly_is_stopped_and_the_next_one_is_read(users, settings):
+    site = SiteSettings.load()
+    site.upload_max_pages = 5000
+    site.save()
+    settings.KNOWLEDGE_CONVERT_SECONDS = 0.2  # a 3,000-page PDF takes a second or more to read here
+    alice = client_for(users.alice)
+    chat = Conversation.objects.create(owner=users.alice)
+    slow = upload(alice, "long.pdf", make_pdf([f"Page {i} text." for i in range(3000)]), conversation=chat.pk)
+    assert ingest.ingest(slow["id"], "test") == DocumentStatus.FAILED
+    assert "took over 0.2 seconds; it was stopped" in Document.objects.get(pk=slow["id"]).error
+    settings.KNOWLEDGE_CONVERT_SECONDS = 60  # a fresh child reads the next file
+    quick = upload(alice, "short.md", b"# Short\n\nFine.", conversation=chat.pk)
+    assert ingest.ingest(quick["id"], "test") == DocumentStatus.READY
