@@ -12,6 +12,7 @@ not the machine's OOM killer here. Each worker thread keeps one child (started w
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import threading
 
@@ -43,6 +44,7 @@ def _pool():
         memory = settings.KNOWLEDGE_CONVERT_MEMORY_MB * 1024 * 1024
         pool = multiprocessing.get_context("spawn").Pool(1, initializer=_start, initargs=(memory,))
         _local.pool = pool
+        atexit.register(pool.terminate)  # before the interpreter tears down what Pool.__del__ needs
     return pool
 
 
@@ -50,6 +52,7 @@ def _discard() -> None:
     pool = getattr(_local, "pool", None)
     _local.pool = None
     if pool is not None:
+        atexit.unregister(pool.terminate)
         pool.terminate()
         pool.join()
 
