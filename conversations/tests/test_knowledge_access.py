@@ -386,3 +386,14 @@ def test_a_file_that_reads_too_slowly_is_stopped_and_the_next_one_is_read(users,
     settings.KNOWLEDGE_CONVERT_SECONDS = 60  # a fresh child reads the next file
     quick = upload(alice, "short.md", b"# Short\n\nFine.", conversation=chat.pk)
     assert ingest.ingest(quick["id"], "test") == DocumentStatus.READY
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="FTS5 triggers are SQLite's")
+def test_the_full_text_triggers_survive_every_migration(db):
+    """SQLite rebuilds a table for some schema changes (an AlterField on Chunk, say) and drops
+    its triggers: the full-text index would then silently go stale. Every migration since
+    0005 must leave the three in place."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'conversations_chunk'")
+        found = {row[0] for row in cursor.fetchall()}
+    assert found == {"conversations_chunk_fts_ai", "conversations_chunk_fts_ad", "conversations_chunk_fts_au"}
