@@ -18,6 +18,7 @@ from accounts.decorators import approved_required
 from accounts.models import SiteSettings
 from conversations import selectors, services
 from conversations.knowledge import convert
+from conversations.knowledge import presence as knowledge_presence
 from conversations.models import Conversation
 from conversations.socket_protocol import page_protocol
 from inference_worker import presence
@@ -236,6 +237,7 @@ def health(request: HttpRequest) -> JsonResponse:
                 }
             )
         checks["redis"] = "ok"
+        checks["knowledge_workers"] = knowledge_presence.alive()  # indexing uploads; none: files wait
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"error: {exc.__class__.__name__}"
     states = {w["state"] for ws in workers.values() for w in ws}

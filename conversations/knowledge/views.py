@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+import redis
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
@@ -19,6 +20,7 @@ from accounts.decorators import approved_required
 from accounts.models import SiteSettings
 from conversations.admission import SendError
 from conversations.knowledge import convert, services
+from conversations.knowledge import presence as knowledge_presence
 from conversations.knowledge.ingest import reap, stored_path
 from conversations.models import Conversation, Document
 from conversations.views import _json_body, approved_json
@@ -43,7 +45,20 @@ def refusals(view):
 
 def _documents(queryset) -> list[dict]:
     reap()  # a file whose worker died shows as failed (with a retry), not as forever "embedding"
-    return [services.document_json(d) for d in queryset.order_by("-created", "-id")[:500]]
+    documents = [services.document_json(d) for d in queryset.order_by("-created", "-id")[:500]]
+    return _say_why_waiting(documents)
+
+
+def _say_why_waiting(documents: list[dict]) -> list[dict]:
+    """A queued file says so when no knowledge worker is running to take it."""
+    if any(d["status"] == "queued" for d in documents):
+        try:
+            none_running = not knowledge_presence.alive()
+        except (OSError, redis.RedisError):
+            none_running = False  # unknown: say nothing rather than something wrong
+        for d in documents:
+            d["no_worker"] = d["status"] == "queued" and none_running
+    return documents
 
 
 @approved_required
@@ -184,7 +199,7 @@ def document_status(request: HttpRequest, document_id: int) -> JsonResponse:
     document = services.readable_document(request.user, document_id)
     reap()
     document.refresh_from_db()
-    return JsonResponse(services.document_json(document))
+    return JsonResponse(_say_why_waiting([services.document_json(document)])[0])
 
 
 @require_POST

@@ -397,3 +397,17 @@ def test_the_full_text_triggers_survive_every_migration(db):
         cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'conversations_chunk'")
         found = {row[0] for row in cursor.fetchall()}
     assert found == {"conversations_chunk_fts_ai", "conversations_chunk_fts_ad", "conversations_chunk_fts_au"}
+
+
+def test_a_queued_file_says_when_no_indexing_worker_is_running(users, redis_server):
+    from conversations.knowledge import presence
+
+    alice = client_for(users.alice)
+    chat = Conversation.objects.create(owner=users.alice)
+    made = upload(alice, "a.md", b"# a\n\nb", conversation=chat.pk)
+    presence.client().delete(presence.KEY)
+    assert alice.get(f"/knowledge/files/{made['id']}").json()["no_worker"] is True
+    presence.beat("knowledge@test")
+    assert alice.get(f"/knowledge/files/{made['id']}").json()["no_worker"] is False
+    assert alice.get(f"/knowledge/conversations/{chat.pk}").json()["documents"][0]["no_worker"] is False
+    presence.leave("knowledge@test")

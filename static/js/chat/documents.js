@@ -13,7 +13,8 @@ export function statusText(doc) {
   const { done = 0, total = 0 } = doc.progress || {};
   switch (doc.status) {
     case "queued":
-      return _("Queued");
+      // the server says when no knowledge worker is up to take it (an admin must start one)
+      return doc.no_worker ? _("Queued · no indexing worker is running; ask an admin") : _("Queued");
     case "parsing":
       return _("Parsing");
     case "chunking":
