@@ -6,8 +6,14 @@ holds the GIL (nothing else in the worker runs: not its consumer, not its lease)
 child the knowledge worker can stop it: after KNOWLEDGE_CONVERT_SECONDS the child is
 killed and the file failed with the reason; its address space is capped at
 KNOWLEDGE_CONVERT_MEMORY_MB (RLIMIT_AS), so an allocation past it is a MemoryError there,
-not the machine's OOM killer here. Each worker thread keeps one child (started with
-`spawn`, Django set up once, about a second), replaced after a kill.
+not the machine's OOM killer here.
+
+Each worker thread keeps one child (started with `spawn`, Django set up once: about a
+second), talking over a pipe, and replaces it after a kill. Not multiprocessing.Pool: a
+Pool whose worker dies starts another, and when a supervisor stops the whole process group
+the dying parent's Pool then hung its exit for good (seen: a knowledge worker that never
+finished its warm shutdown). A child here is never restarted behind anyone's back, and is
+killed outright when the parent exits.
 """
 
 from __future__ import annotations
@@ -22,54 +28,95 @@ from django.utils.translation import gettext
 from conversations.knowledge import convert
 
 _local = threading.local()
+_children: set[_Reader] = set()
+_children_lock = threading.Lock()
 
 
-def _start(memory_bytes: int) -> None:
+def _serve(conn, memory_bytes: int) -> None:
+    """The child: read files until the pipe closes."""
     import resource
 
     import django
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     django.setup()
+    while True:
+        try:
+            data, kind, max_pages = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            pages = convert.check(data, kind, max_pages=max_pages)
+            conn.send(("ok", (pages, convert.convert(data, kind))))
+        except convert.Refused as exc:
+            conn.send(("refused", str(exc)))
+        except MemoryError:
+            conn.send(("memory", ""))
+        except Exception as exc:  # noqa: BLE001 - a converter's own failure, named for the user
+            conn.send(("error", exc.__class__.__name__))
 
 
-def _convert(data: bytes, kind: str, max_pages: int) -> tuple[int | None, list[convert.Page]]:
-    pages = convert.check(data, kind, max_pages=max_pages)
-    return pages, convert.convert(data, kind)
-
-
-def _pool():
-    pool = getattr(_local, "pool", None)
-    if pool is None:
+class _Reader:
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
         memory = settings.KNOWLEDGE_CONVERT_MEMORY_MB * 1024 * 1024
-        pool = multiprocessing.get_context("spawn").Pool(1, initializer=_start, initargs=(memory,))
-        _local.pool = pool
-        atexit.register(pool.terminate)  # before the interpreter tears down what Pool.__del__ needs
-    return pool
+        self.process = context.Process(target=_serve, args=(child, memory), name="knowledge-reader", daemon=True)
+        self.process.start()
+        child.close()
+        with _children_lock:
+            _children.add(self)
+
+    def read(self, data: bytes, kind: str, max_pages: int, timeout: float):
+        self.conn.send((data, kind, max_pages))
+        if not self.conn.poll(timeout):
+            raise TimeoutError
+        return self.conn.recv()  # EOFError: the child died
+
+    def kill(self) -> None:
+        with _children_lock:
+            _children.discard(self)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
 
 
-def _discard() -> None:
-    pool = getattr(_local, "pool", None)
-    _local.pool = None
-    if pool is not None:
-        atexit.unregister(pool.terminate)
-        pool.terminate()
-        pool.join()
+@atexit.register
+def _kill_children() -> None:
+    with _children_lock:
+        children = list(_children)
+    for reader in children:
+        reader.kill()
 
 
 def convert_isolated(data: bytes, kind: str, *, max_pages: int) -> tuple[int | None, list[convert.Page]]:
-    """(page count, Markdown pages) of a file, converted in this thread's child process."""
+    """(page count, Markdown pages) of a file, read in this thread's child process."""
+    reader = getattr(_local, "reader", None)
+    if reader is None or not reader.process.is_alive():
+        reader = _local.reader = _Reader()
     try:
-        return _pool().apply_async(_convert, (data, kind, max_pages)).get(settings.KNOWLEDGE_CONVERT_SECONDS)
-    except multiprocessing.TimeoutError:  # also a child that died (the pool never answers)
-        _discard()
+        outcome, value = reader.read(data, kind, max_pages, settings.KNOWLEDGE_CONVERT_SECONDS)
+    except TimeoutError:
+        reader.kill()
+        _local.reader = None
         raise convert.Refused(
             gettext("Reading this file took over %(seconds)s seconds; it was stopped.")
             % {"seconds": settings.KNOWLEDGE_CONVERT_SECONDS}
         ) from None
-    except MemoryError:
-        _discard()
+    except (EOFError, OSError):  # killed (the OOM killer, a supervisor stopping us)
+        reader.kill()
+        _local.reader = None
+        raise convert.Refused(gettext("The process reading this file stopped before it finished.")) from None
+    if outcome == "ok":
+        return value
+    if outcome == "memory":
+        reader.kill()  # a child that ran out of memory may be left in any state
+        _local.reader = None
         raise convert.Refused(
             gettext("Reading this file needed more than %(mb)s MB of memory; it was stopped.")
             % {"mb": settings.KNOWLEDGE_CONVERT_MEMORY_MB}
-        ) from None
+        )
+    if outcome == "refused":
+        raise convert.Refused(value)
+    raise convert.Refused(gettext("This file could not be read (%(error)s).") % {"error": value})

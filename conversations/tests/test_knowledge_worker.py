@@ -5,6 +5,7 @@ the prompt, the search is the answer's first step, the sources are stored with t
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from django.conf import settings
@@ -222,3 +223,19 @@ def test_files_embedded_by_another_model_are_re_embedded_in_the_background(users
     )
     assert np.allclose(Chunk.objects.get(pk=chunk.pk).embedding, current, atol=1e-5)
     assert search.vector_ranking(current, ids, model_name()) == [chunk.pk]
+
+
+def test_a_worker_that_has_read_files_stops_when_asked(users, start_knowledge_worker, monkeypatch):
+    """A supervisor stops the whole process group (make run's Ctrl-C, docker stop): the file
+    reader child goes with it and the worker's warm shutdown ends at once. With a
+    multiprocessing Pool for the reader it hung until it was killed."""
+    worker = start_knowledge_worker("stopper", KNOWLEDGE_QUEUE="test-knowledge-stop")
+    monkeypatch.setattr(settings, "KNOWLEDGE_QUEUE", "test-knowledge-stop")
+    alice = client_for(users.alice)
+    made = upload(
+        alice, "a.md", b"# A\n\nRead by the stopper.", conversation=Conversation.objects.create(owner=users.alice).pk
+    )
+    assert until_settled(alice, made["id"])["status"] == "ready"
+    started = time.monotonic()
+    worker.stop()  # SIGTERM to its process group; SIGKILL after 20 s
+    assert time.monotonic() - started < 10 and worker.proc.returncode == 0, worker.log.read_text()[-2000:]
