@@ -3,33 +3,23 @@
 // its own row with its own progress or error; a row follows its file while a worker reads
 // it. Names, descriptions and errors are set as text, never as markup.
 import {
-  Watcher,
   deleteDocument,
   downloadUrl,
   draggingFiles,
+  dropTarget,
   progressOf,
-  retryDocument,
+  retryItem,
+  sendItem,
   sizeText,
   statusText,
   tooLarge,
-  upload,
+  Watcher,
 } from "./chat/documents.js";
+import { $, el } from "./chat/dom.js";
 import { getJSON, postJSON } from "./http.js";
 import { _, fmt, ngettext } from "./i18n.js";
 
 const data = JSON.parse(document.getElementById("page-data").textContent);
-const $ = (id) => document.getElementById(id);
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node[key] = value;
-  }
-  node.append(...children);
-  return node;
-}
 
 const ui = {
   list: $("collection-list"),
@@ -315,45 +305,19 @@ async function addFiles(chosen) {
     batch
       .filter((row) => !row.error)
       .map(async (row) => {
-        const sending = upload(row.file, { collection: collection.id }, (fraction) => {
-          row.progress = fraction;
-          redraw(row);
-        });
-        row.abort = sending.abort;
-        try {
-          row.doc = await sending.promise;
-          row.name = row.doc.name;
-          row.size = row.doc.size;
-          watcher.watch(row.doc);
-        } catch (error) {
-          if (error.code === "aborted") {
-            row.abort = null;
-            forget(row);
-            return;
-          }
-          row.error = error.message;
-        } finally {
-          row.abort = null;
-          row.file = null;
+        if (!(await sendItem(row, { collection: collection.id }, watcher, redraw))) {
+          forget(row); // cancelled
+          return;
         }
+        if (row.doc) row.size = row.doc.size;
         if (current === collection) redraw(row);
       }),
   );
   if (current === collection) countFiles();
 }
 
-async function retry(row) {
-  row.busy = true;
-  redraw(row);
-  try {
-    row.doc = await retryDocument(row.doc.id);
-    watcher.watch(row.doc);
-  } catch (error) {
-    show(ui.paneError, error.message);
-  } finally {
-    row.busy = false;
-    redraw(row);
-  }
+function retry(row) {
+  return retryItem(row, watcher, redraw, (message) => show(ui.paneError, message));
 }
 
 async function remove(row) {
@@ -378,46 +342,6 @@ async function remove(row) {
 
 // --- choosing and dropping files ----------------------------------------------------------------
 
-function dropzone() {
-  let depth = 0;
-  const zone = ui.view; // the whole open collection takes a drop, not only the dashed box
-  const done = () => {
-    depth = 0;
-    ui.dropzone.classList.remove("dropping");
-  };
-  const mayDrop = (event) => draggingFiles(event) && current?.mine && data.enabled;
-  zone.addEventListener("dragenter", (event) => {
-    if (!mayDrop(event)) return;
-    event.preventDefault();
-    depth += 1;
-    ui.dropzone.classList.add("dropping");
-  });
-  zone.addEventListener("dragover", (event) => {
-    if (!mayDrop(event)) return;
-    event.preventDefault();
-    event.dataTransfer.dropEffect = "copy";
-  });
-  zone.addEventListener("dragleave", (event) => {
-    if (!mayDrop(event)) return;
-    depth -= 1;
-    if (depth <= 0) done();
-  });
-  zone.addEventListener("drop", (event) => {
-    if (!mayDrop(event)) return;
-    event.preventDefault();
-    done();
-    addFiles(event.dataTransfer.files);
-  });
-  for (const type of ["dragover", "drop"]) {
-    document.addEventListener(type, (event) => {
-      if (draggingFiles(event) && !event.defaultPrevented) {
-        event.preventDefault(); // never opened in place of the page
-        event.dataTransfer.dropEffect = "none";
-      }
-    });
-  }
-}
-
 ui.choose.addEventListener("click", () => ui.input.click());
 ui.input.addEventListener("change", () => {
   const chosen = [...ui.input.files];
@@ -430,7 +354,12 @@ $("formats").textContent = (data.accept || "")
   .map((ext) => ext.replace(/^\./, "").toUpperCase())
   .filter(Boolean)
   .join(", ");
-dropzone();
+// the whole open collection takes a drop, not only the dashed box
+dropTarget(ui.view, {
+  onFiles: addFiles,
+  may: (event) => draggingFiles(event) && current?.mine && data.enabled,
+  highlight: ui.dropzone,
+});
 sortCollections();
 drawList();
 const wanted = Number(/^#collection-(\d+)$/.exec(location.hash)?.[1]);

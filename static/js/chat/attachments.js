@@ -8,16 +8,16 @@ import { _, fmt, ngettext } from "../i18n.js";
 import { ensureConversation, onCreated } from "./conversation.js";
 import { $, el, say } from "./dom.js";
 import {
-  WORKING,
-  Watcher,
   deleteDocument,
   downloadUrl,
-  draggingFiles,
+  dropTarget,
   progressOf,
-  retryDocument,
+  retryItem,
+  sendItem,
   statusText,
   tooLarge,
-  upload,
+  Watcher,
+  WORKING,
 } from "./documents.js";
 import { data, state } from "./state.js";
 
@@ -157,40 +157,15 @@ export async function addFiles(chosen) {
 }
 
 async function send(item, conversationId) {
-  const sending = upload(item.file, { conversation: conversationId }, (fraction) => {
-    item.progress = fraction;
-    redraw(item);
-  });
-  item.abort = sending.abort;
-  try {
-    item.doc = await sending.promise;
-    item.name = item.doc.name;
-    watcher.watch(item.doc);
-  } catch (error) {
-    if (error.code === "aborted") {
-      forget(item);
-      return;
-    }
-    item.error = error.message;
-  } finally {
-    item.abort = null;
-    item.file = null; // the bytes are the server's now (or refused): not kept in the page
+  if (!(await sendItem(item, { conversation: conversationId }, watcher, redraw))) {
+    forget(item); // cancelled
+    return;
   }
   draw();
 }
 
-async function retry(file) {
-  file.busy = true;
-  redraw(file);
-  try {
-    file.doc = await retryDocument(file.doc.id);
-    watcher.watch(file.doc);
-  } catch (error) {
-    say(error.message);
-  } finally {
-    file.busy = false;
-    redraw(file);
-  }
+function retry(file) {
+  return retryItem(file, watcher, redraw, say);
 }
 
 async function remove(file) {
@@ -281,45 +256,6 @@ async function loadConversation(id) {
 
 // --- drag and drop, paste -------------------------------------------------------------------
 
-function dropTarget() {
-  let depth = 0;
-  const done = () => {
-    depth = 0;
-    chatMain.classList.remove("dropping");
-  };
-  chatMain.addEventListener("dragenter", (event) => {
-    if (!draggingFiles(event)) return;
-    event.preventDefault();
-    depth += 1;
-    chatMain.classList.add("dropping");
-  });
-  chatMain.addEventListener("dragover", (event) => {
-    if (!draggingFiles(event)) return;
-    event.preventDefault();
-    event.dataTransfer.dropEffect = "copy";
-  });
-  chatMain.addEventListener("dragleave", (event) => {
-    if (!draggingFiles(event)) return;
-    depth -= 1;
-    if (depth <= 0) done();
-  });
-  chatMain.addEventListener("drop", (event) => {
-    if (!draggingFiles(event)) return;
-    event.preventDefault();
-    done();
-    addFiles(event.dataTransfer.files);
-  });
-  // A file dropped beside the chat is not opened in place of the page.
-  for (const type of ["dragover", "drop"]) {
-    document.addEventListener(type, (event) => {
-      if (draggingFiles(event) && !chatMain.contains(event.target)) {
-        event.preventDefault();
-        event.dataTransfer.dropEffect = "none";
-      }
-    });
-  }
-}
-
 function start() {
   if (!settings.enabled) return;
   attachButton.hidden = false;
@@ -337,7 +273,7 @@ function start() {
     event.preventDefault();
     addFiles(pasted);
   });
-  dropTarget();
+  dropTarget(chatMain, { onFiles: addFiles });
   choices.addEventListener("change", () => {
     const ids = [...choices.querySelectorAll("input:checked")].map((box) => Number(box.value));
     setCollections(ids);

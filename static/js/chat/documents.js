@@ -139,3 +139,85 @@ export class Watcher {
 
 // Whether a drag carries files (not text or a link dragged within the page).
 export const draggingFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+
+// --- what the chat's chips and the knowledge page's rows share -------------------------------
+
+// Upload one pending item (a chip, a row) to `target` ({conversation} or {collection}),
+// keeping its progress, its document or its error on it; `changed(item)` redraws it while it
+// goes. Resolves false when the person cancelled it (the caller forgets it), else true.
+export async function sendItem(item, target, watcher, changed) {
+  const sending = upload(item.file, target, (fraction) => {
+    item.progress = fraction;
+    changed(item);
+  });
+  item.abort = sending.abort;
+  try {
+    item.doc = await sending.promise;
+    item.name = item.doc.name;
+    watcher.watch(item.doc);
+    return true;
+  } catch (error) {
+    if (error.code === "aborted") return false;
+    item.error = error.message;
+    return true;
+  } finally {
+    item.abort = null;
+    item.file = null; // the bytes are the server's now (or refused): not kept in the page
+  }
+}
+
+// Index a failed item's file again; `failed(message)` says why it could not be.
+export async function retryItem(item, watcher, changed, failed) {
+  item.busy = true;
+  changed(item);
+  try {
+    item.doc = await retryDocument(item.doc.id);
+    watcher.watch(item.doc);
+  } catch (error) {
+    failed(error.message);
+  } finally {
+    item.busy = false;
+    changed(item);
+  }
+}
+
+// Files dropped on `zone` (when `may(event)`) go to `onFiles`; `highlight` shows the drop
+// is welcome while they hover. A file dropped anywhere else on the page is refused rather
+// than opened in place of it.
+export function dropTarget(zone, { onFiles, may = draggingFiles, highlight = zone }) {
+  let depth = 0;
+  const done = () => {
+    depth = 0;
+    highlight.classList.remove("dropping");
+  };
+  zone.addEventListener("dragenter", (event) => {
+    if (!may(event)) return;
+    event.preventDefault();
+    depth += 1;
+    highlight.classList.add("dropping");
+  });
+  zone.addEventListener("dragover", (event) => {
+    if (!may(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  zone.addEventListener("dragleave", (event) => {
+    if (!may(event)) return;
+    depth -= 1;
+    if (depth <= 0) done();
+  });
+  zone.addEventListener("drop", (event) => {
+    if (!may(event)) return;
+    event.preventDefault();
+    done();
+    onFiles(event.dataTransfer.files);
+  });
+  for (const type of ["dragover", "drop"]) {
+    document.addEventListener(type, (event) => {
+      if (draggingFiles(event) && !event.defaultPrevented) {
+        event.preventDefault(); // the zone did not take it (it bubbles here after the zone)
+        event.dataTransfer.dropEffect = "none";
+      }
+    });
+  }
+}
