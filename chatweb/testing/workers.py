@@ -349,6 +349,47 @@ def sandbox_root():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass
+class CeleryCommand:
+    """A `manage.py run_*_worker` process (a Celery worker of ours) in its own process group."""
+
+    proc: subprocess.Popen
+    log: Path
+
+    @classmethod
+    def start(cls, args: list[str], log: Path, what: str, **env: str) -> CeleryCommand:
+        """Start `manage.py <args>` on the test database and wait until Celery says it is ready."""
+        with log.open("w") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "manage.py", *args, "--loglevel", "INFO"],
+                cwd=ROOT,
+                env=test_environment(**env),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited:\n{log.read_text()[-3000:]}")
+            return " ready." in log.read_text()
+
+        wait_for(ready, 60, f"{what} to be ready", interval=0.2)
+        return cls(proc, log)
+
+    def stop(self, sig=None) -> None:
+        """SIGTERM (or `sig`) to its process group; SIGKILL if it has not ended 20 s later."""
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig or signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
 TOOLS_QUEUE = "test-tools"
 
 
@@ -357,32 +398,15 @@ def tool_worker(sandbox_root, tmp_path_factory, redis_server):
     """`manage.py run_tool_worker` on TOOLS_QUEUE: the shared gpt-oss worker sends its python
     calls there, as a GPU host does in production (docker-compose.yml); the local way (the
     call run where the answer runs) is what the unit tests of conversations/builtin use."""
-    import signal
-
-    log = tmp_path_factory.mktemp("tools") / "tool-worker.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "run_tool_worker", "--concurrency", "2", "--loglevel", "INFO"],
-            cwd=ROOT,
-            env=test_environment(TOOLS_QUEUE=TOOLS_QUEUE, SANDBOX_DIR=sandbox_root),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def ready():
-        if proc.poll() is not None:
-            raise RuntimeError(f"the tool worker exited:\n{log.read_text()[-3000:]}")
-        return " ready." in log.read_text()
-
-    wait_for(ready, 60, "the tool worker to be ready", interval=0.2)
-    yield proc
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    worker = CeleryCommand.start(
+        ["run_tool_worker", "--concurrency", "2"],
+        tmp_path_factory.mktemp("tools") / "tool-worker.log",
+        "the tool worker",
+        TOOLS_QUEUE=TOOLS_QUEUE,
+        SANDBOX_DIR=sandbox_root,
+    )
+    yield worker.proc
+    worker.stop()
 
 
 @pytest.fixture(scope="session")
@@ -514,49 +538,22 @@ def knowledge_settings(tmp_path_factory):
             os.environ[name] = value
 
 
-@dataclass
-class KnowledgeWorker:
-    proc: subprocess.Popen
-    log: Path
-
-    def stop(self, sig=None) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig or signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
 @pytest.fixture(scope="session")
 def start_knowledge_worker(tmp_path_factory, redis_server, knowledge_settings):
     """Start `manage.py run_knowledge_worker` processes on the test queue; all stopped at the end.
     Leases are short (a second) so a killed worker's file is failed within seconds."""
-    started: list[KnowledgeWorker] = []
+    started: list[CeleryCommand] = []
 
-    def start(name: str = "knowledge", **env: str) -> KnowledgeWorker:
-        log = tmp_path_factory.mktemp("knowledge") / f"{name}.log"
-        with log.open("w") as fh:
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "run_knowledge_worker", "--name", name, "--loglevel", "INFO"],
-                cwd=ROOT,
-                env=test_environment(KNOWLEDGE_LEASE_SECONDS="1", KNOWLEDGE_STALE_SECONDS="4", **env),
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = KnowledgeWorker(proc, log)
+    def start(name: str = "knowledge", **env: str) -> CeleryCommand:
+        worker = CeleryCommand.start(
+            ["run_knowledge_worker", "--name", name],
+            tmp_path_factory.mktemp("knowledge") / f"{name}.log",
+            "the knowledge worker",
+            KNOWLEDGE_LEASE_SECONDS="1",
+            KNOWLEDGE_STALE_SECONDS="4",
+            **env,
+        )
         started.append(worker)
-
-        def ready():
-            if proc.poll() is not None:
-                raise RuntimeError(f"the knowledge worker exited:\n{log.read_text()[-3000:]}")
-            return " ready." in log.read_text()
-
-        wait_for(ready, 60, "the knowledge worker to be ready", interval=0.2)
         return worker
 
     yield start
@@ -565,6 +562,6 @@ def start_knowledge_worker(tmp_path_factory, redis_server, knowledge_settings):
 
 
 @pytest.fixture(scope="session")
-def knowledge_worker(start_knowledge_worker) -> KnowledgeWorker:
+def knowledge_worker(start_knowledge_worker) -> CeleryCommand:
     """The shared knowledge worker of the session."""
     return start_knowledge_worker()
