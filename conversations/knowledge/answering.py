@@ -32,10 +32,11 @@ def with_sources(job: TurnJob, *, context_length: int, default_max_tokens: int) 
     if job.conversation_id is None or job.message_id is None:
         return job, []
     conversation = Conversation.objects.select_related("preset").filter(pk=job.conversation_id).first()
-    if conversation is None or not SiteSettings.load().knowledge_enabled:
+    if conversation is None:
         return job, []
     document_ids = searchable_documents(conversation)
-    if not document_ids:
+    # Most turns search nothing: the site's switch is read only for those that would.
+    if not document_ids or not SiteSettings.load().knowledge_enabled:
         return job, []
     generation = job.generation
     question = next((m.content for m in reversed(generation.messages) if m.role == "user"), "")

@@ -111,6 +111,13 @@ def collection_delete(user: User, collection_id) -> None:
     own_collection(user, collection_id).delete()  # its files' bytes go too (conversations.apps)
 
 
+def own_conversation(user: User, conversation_id) -> Conversation:
+    conversation = Conversation.objects.filter(pk=_id(conversation_id), owner=user).first()
+    if conversation is None:
+        raise not_found(gettext("conversation"))
+    return conversation
+
+
 def conversation_collections(user: User, conversation: Conversation, collection_ids) -> list[int]:
     """Attach exactly these collections (readable by the conversation's owner) to it."""
     knowledge_on()
@@ -168,11 +175,7 @@ def upload(user: User, upload: Upload, *, collection_id=None, conversation_id=No
     if (collection_id is None) == (conversation_id is None):
         raise SendError(gettext("Upload to a collection or to a conversation."), "invalid_params")
     collection = own_collection(user, collection_id) if collection_id is not None else None
-    conversation = None
-    if conversation_id is not None:
-        conversation = Conversation.objects.filter(pk=_id(conversation_id), owner=user).first()
-        if conversation is None:
-            raise not_found(gettext("conversation"))
+    conversation = own_conversation(user, conversation_id) if conversation_id is not None else None
     name = convert.clean_name(upload.name)
     kind = convert.kind_of(name)
     if kind is None:

@@ -22,7 +22,7 @@ from conversations.admission import SendError
 from conversations.knowledge import convert, services
 from conversations.knowledge import presence as knowledge_presence
 from conversations.knowledge.ingest import reap, stored_path
-from conversations.models import Conversation, Document
+from conversations.models import Document
 from conversations.views import _json_body, approved_json
 
 
@@ -145,9 +145,7 @@ def collection_documents(request: HttpRequest, collection_id: int) -> JsonRespon
 @approved_json
 @refusals
 def conversation_documents(request: HttpRequest, conversation_id: int) -> JsonResponse:
-    conversation = Conversation.objects.filter(pk=conversation_id, owner=request.user).first()
-    if conversation is None:
-        raise services.not_found(gettext("conversation"))
+    conversation = services.own_conversation(request.user, conversation_id)
     documents = Document.objects.filter(conversation=conversation, owner=request.user)
     collections = services.readable_collections(request.user).filter(pk__in=conversation.collections.values("pk"))
     return JsonResponse(
@@ -162,9 +160,7 @@ def conversation_documents(request: HttpRequest, conversation_id: int) -> JsonRe
 @approved_json
 @refusals
 def conversation_collections(request: HttpRequest, conversation_id: int) -> JsonResponse:
-    conversation = Conversation.objects.filter(pk=conversation_id, owner=request.user).first()
-    if conversation is None:
-        raise services.not_found(gettext("conversation"))
+    conversation = services.own_conversation(request.user, conversation_id)
     ids = services.conversation_collections(request.user, conversation, _json_body(request).get("collections"))
     return JsonResponse({"collections": ids})
 
