@@ -143,8 +143,9 @@ def _index(document: Document, worker: str) -> str:
     return _write(document, worker, found, vectors, model.name)
 
 
-def _embedded_text(passage: chunking.Passage) -> str:
-    """What a passage's vector is made from: its heading path, then its text."""
+def _embedded_text(passage: chunking.Passage | Chunk) -> str:
+    """What a passage's vector is made from: its heading path, then its text (the same for a
+    stored chunk re-embedded)."""
     return f"{passage.heading}\n{passage.text}" if passage.heading else passage.text
 
 
@@ -221,7 +222,7 @@ def reembed(document_id: int) -> bool:
     vectors = []
     for start in range(0, len(chunks), EMBED_BATCH):
         batch = chunks[start : start + EMBED_BATCH]
-        vectors.extend(model.passages([f"{c.heading}\n{c.text}" if c.heading else c.text for c in batch]))
+        vectors.extend(model.passages([_embedded_text(c) for c in batch]))
     with transaction.atomic():
         for chunk, vector in zip(chunks, vectors, strict=True):
             chunk.embedding = vector
