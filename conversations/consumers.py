@@ -203,7 +203,7 @@ class ChatConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         ).count()
 
     @database_sync_to_async
-    def _stop(self, request_id: str) -> Message | None:
+    def _stop(self, request_id: str) -> services.Stop | None:
         user = socket_user_check(self.scope)
         conversation = Conversation.objects.get(pk=self.conversation_id)
         return services.message_stop(user=user, conversation=conversation, request_id=request_id)
@@ -290,14 +290,12 @@ class ChatConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         if not isinstance(request_id, str) or not request_id:
             await self._error("Nothing to stop.", "nothing_to_stop")
             return
-        message = await self._stop(request_id)
-        if message is None:
+        stop = await self._stop(request_id)
+        if stop is None:
             await self._error("Nothing to stop.", "nothing_to_stop")
-        elif message.status == MessageStatus.STOPPED and request_id == following:
-            # Stopped while still queued: no worker will speak for it.
-            await self.send_json(
-                {"type": Event.DONE, "status": "stopped", "finish_reason": "abort", "message_id": message.pk}
-            )
+        elif stop.before_start and request_id == following:  # no worker will speak for it
+            done = {"type": Event.DONE, "status": "stopped", "finish_reason": "abort", "message_id": stop.message.pk}
+            await self.send_json(done)
             await self._unfollow()
 
     async def _on_sync(self, content: dict) -> None:

@@ -236,19 +236,31 @@ def _start_answer(
     return Turn(user_message, assistant, job, model.queue, str(conversation))
 
 
-def message_stop(*, user: User, conversation: Conversation, request_id: str) -> Message | None:
-    """Stop a generation of this conversation: a queued one never starts, a running one is aborted."""
+@dataclass(frozen=True)
+class Stop:
+    message: Message
+    before_start: bool  # this stop caught it queued: no worker will end it, so the caller does
+
+
+def message_stop(*, user: User, conversation: Conversation, request_id: str) -> Stop | None:
+    """Stop a generation of this conversation: a queued one never starts, a running one is aborted.
+
+    Only the update that turned it from queued tells: a running answer stopped by this
+    request may be stored as stopped by its worker before a re-read here, and its worker
+    still sends its end (with the text and the usage)."""
     message = Message.objects.filter(
         conversation=conversation, conversation__owner=user, request_id=request_id, role=MessageRole.ASSISTANT
     ).first()
     if message is None:
         return None
     presence.request_stop(request_id)
-    Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
-        status=MessageStatus.STOPPED, finish_reason="abort", updated=timezone.now()
+    before_start = bool(
+        Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.STOPPED, finish_reason="abort", updated=timezone.now()
+        )
     )
     message.refresh_from_db()
-    return message
+    return Stop(message, before_start)
 
 
 def message_fail(*, message_id: int, error: str, content: str | None = None) -> bool:

@@ -80,6 +80,37 @@ def test_bad_branch_targets_are_refused_and_store_nothing(live_daphne, users, fa
     assert Message.objects.filter(conversation=theirs).count() == 1
 
 
+def test_only_a_stop_that_caught_the_answer_queued_ends_it_for_the_worker(live_daphne, users, fake_worker):
+    """A queued answer has no worker to say it ended: the socket says so. A running one is
+    ended by its worker, with its text and usage, even when the worker stores "stopped"
+    before the stop request reads the message back. Before, the socket took that for a
+    stop while queued: it sent a bare end and stopped following, and the page lost the
+    rest of the text (a CI run: "In" shown, "In the ..." stored; an end with no usage)."""
+    conv = Conversation.objects.create(owner=users.alice, model=fake_worker)
+    socket = ChatSocket(live_daphne, users.alice, conv.pk)
+    try:
+        socket.send(type="send", content="hi")
+        queued = socket.until("queued")[-1]
+        socket.send(type="stop", request_id=queued["request_id"])
+        assert socket.until("done")[-1] == {
+            "type": "done",
+            "status": "stopped",
+            "finish_reason": "abort",
+            "message_id": queued["message_id"],
+        }
+
+        socket.send(type="send", content="again", parent_id=queued["message_id"])
+        running = socket.until("queued")[-1]
+        # its worker claims it, is told to stop, and stores the end before the stop reads it back
+        Message.objects.filter(pk=running["message_id"]).update(status="stopped", finish_reason="abort")
+        socket.send(type="stop", request_id=running["request_id"])
+        socket.send(type="ping")
+        until_pong = [e["type"] for e in socket.until("pong", timeout=10)]
+        assert "done" not in until_pong, until_pong  # the worker's end is to come, and the socket follows it
+    finally:
+        socket.close()
+
+
 def test_the_first_exchange_titles_the_conversation_after_the_answer(live_daphne, users, gpt_oss):
     conv = Conversation.objects.create(owner=users.alice, model=gpt_oss)
     socket = ChatSocket(live_daphne, users.alice, conv.pk)
