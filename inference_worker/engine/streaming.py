@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from inference_worker.engine.logprobs import entry
+from inference_worker.engine.logprobs import TokenNames, entry, names_for
 from inference_worker.engine.steering import Steering, Turn, call_header, names_grammar, pick_header
 from inference_worker.engine.tool_loop import builtin_recipient, finished_call, result_tokens
 from inference_worker.events import Event
@@ -85,10 +85,12 @@ class Streaming:
         written: list[int] = []  # the answer's tokens so far, while a later step may need them
         message_start = 0  # where the message being written begins in `written`
         finish_reason = ""
-        decode = (lambda t: encoding.decode([t])) if encoding is not None else None  # noqa: E731
         extras: dict[int, Choice] = {}  # n > 1: the choices after the first
+        tokenizer = getattr(self.builder, "tokenizer", None)
         # special tokens a chat template's model may sample: left out of the text, named "" in logprobs
-        hidden = frozenset(getattr(getattr(self.builder, "tokenizer", None), "all_special_ids", ()) or ())
+        hidden = frozenset(getattr(tokenizer, "all_special_ids", ()) or ())
+        new_names = self._token_names(encoding, tokenizer) if top is not None else None
+        names = new_names() if new_names is not None else None
         while True:
             turn: Turn | None = None
             async for output in self.engine.generate({"prompt_token_ids": prompt_ids}, sampling, state.engine_id):
@@ -100,7 +102,9 @@ class Streaming:
                         completion = other
                     else:
                         state.completion_tokens += len(other.token_ids)
-                        extras.setdefault(other.index, Choice(encoding, top, hidden)).feed(other, decode)
+                        if other.index not in extras:
+                            extras[other.index] = Choice(encoding, top, hidden, new_names() if new_names else None)
+                        extras[other.index].feed(other)
                 if completion is None:
                     continue
                 content = reasoning = arguments = ""
@@ -122,7 +126,7 @@ class Streaming:
                                     break
                         kind, delta, name = classify(parser, was, builtin)
                         if logprobs is not None and kind == "content":
-                            logprobs.append(entry(token, completion.logprobs[i], top, decode))
+                            logprobs.append(entry(token, completion.logprobs[i], top, names))
                         if not delta or kind == "builtin":  # a built-in call is shown as its step
                             continue
                         if kind == "call":  # a call: its arguments, after what came before
@@ -142,7 +146,7 @@ class Streaming:
                 else:
                     content = completion.text
                     if logprobs is not None:
-                        logprobs += [entry(t, completion.logprobs[i], top, None, hidden) for i, t in enumerate(tokens)]
+                        logprobs += [entry(t, completion.logprobs[i], top, names, hidden) for i, t in enumerate(tokens)]
                 if tokens and state.first_token_at is None:
                     state.first_token_at = time.time()
                 state.completion_tokens += len(tokens)
@@ -199,6 +203,13 @@ class Streaming:
         state.extra_choices = [extras[i].end() for i in sorted(extras)]
         state.reasoning_tokens += sum(c.reasoning_tokens for c in extras.values())
         self._end_state(state, finish_reason, coalescer.seq)
+
+    def _token_names(self, encoding, tokenizer):
+        """The engine's maker of TokenNames, built once: it caches each token's bytes."""
+        made = getattr(self, "_names_maker", None)
+        if made is None:
+            made = self._names_maker = names_for(encoding, tokenizer)
+        return made
 
     async def _pick(self, prefix: list[int], first: bool, base, state: RequestState, names: list[str]) -> str | None:
         """The function the model picks among several (tool_choice "required"): a short step
@@ -272,22 +283,24 @@ class Choice:
     """One of the other choices of an n > 1 request, kept whole for the end: they are
     sampled in the same engine request as the first, which streams."""
 
-    def __init__(self, encoding, top: int | None, hidden: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, encoding, top: int | None, hidden: frozenset[int] = frozenset(), names: TokenNames | None = None
+    ) -> None:
         self.parser = _assistant_parser(encoding) if encoding is not None else None
-        self.top, self.hidden = top, hidden
+        self.top, self.hidden, self.names = top, hidden, names
         self.content = self.reasoning = self.finish_reason = ""
         self.reasoning_tokens = 0
         self.tool_calls: list[dict[str, str]] = []
         self.logprobs: list[dict] | None = [] if top is not None else None
 
-    def feed(self, completion, decode) -> None:
+    def feed(self, completion) -> None:
         if completion.finish_reason:
             self.finish_reason = completion.finish_reason
-        wanted = self.logprobs is not None and completion.logprobs is not None
+        wanted = self.logprobs is not None and self.names is not None and completion.logprobs is not None
         if self.parser is None:
             self.content += completion.text
             if wanted:
-                self.logprobs += [entry(t, completion.logprobs[i], self.top, None, self.hidden)
+                self.logprobs += [entry(t, completion.logprobs[i], self.top, self.names, self.hidden)
                                   for i, t in enumerate(completion.token_ids)]  # fmt: skip
             return
         for i, token in enumerate(completion.token_ids):
@@ -295,7 +308,7 @@ class Choice:
             self.parser.process(token)
             kind, delta, name = classify(self.parser, was)
             if wanted and kind == "content":
-                self.logprobs.append(entry(token, completion.logprobs[i], self.top, decode))
+                self.logprobs.append(entry(token, completion.logprobs[i], self.top, self.names))
             if kind == "call":
                 if not self.tool_calls or self.tool_calls[-1]["name"] != name:
                     self.tool_calls.append(new_call(name))
