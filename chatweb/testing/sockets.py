@@ -64,3 +64,13 @@ class ChatSocket:
 
     def close(self) -> None:
         self._connection.__exit__(None, None, None)
+
+
+def ask(server: LiveServer, user, conversation, content: str, **params) -> list[dict]:
+    """One message sent on a socket of its own: its events, up to the answer's end."""
+    socket = ChatSocket(server, user, conversation.pk)
+    try:
+        socket.send(type="send", content=content, params=params)
+        return socket.until("done", "error", timeout=180)
+    finally:
+        socket.close()

@@ -15,7 +15,7 @@ from accounts.models import UsageDay
 from chatweb.testing.documents import client_for, make_pdf, make_zip, upload
 from chatweb.testing.support import wait_for
 from chatweb.testing.workers import KNOWLEDGE_ANSWER, KNOWLEDGE_QUESTION
-from conftest import ChatSocket
+from conftest import ask
 from conversations.knowledge import search
 from conversations.models import Chunk, Conversation, Document, DocumentStatus, Message
 
@@ -112,12 +112,7 @@ def test_a_turn_searches_the_files_and_cites_them(live_daphne, users, gpt_oss, k
     assert until_settled(alice, made["id"])["status"] == "ready"
     wait_for(lambda: len(search.searchable_documents(chat)) == 2, 60, "both files to be ready")
 
-    socket = ChatSocket(live_daphne, users.alice, chat.pk)
-    try:
-        socket.send(type="send", content=KNOWLEDGE_QUESTION)
-        events = socket.until("done", "error", timeout=180)
-    finally:
-        socket.close()
+    events = ask(live_daphne, users.alice, chat, KNOWLEDGE_QUESTION)
     assert events[-1]["type"] == "done", events[-1]
     steps = [e["step"] for e in events if e.get("step")]
     assert steps and steps[0]["kind"] == "knowledge" and steps[0]["files"] == 2
@@ -131,12 +126,7 @@ def test_a_turn_searches_the_files_and_cites_them(live_daphne, users, gpt_oss, k
 
     # The passages were in the prompt: the same question without files is shorter by at
     # least the passages' tokens.
-    socket = ChatSocket(live_daphne, users.alice, plain.pk)
-    try:
-        socket.send(type="send", content=KNOWLEDGE_QUESTION)
-        bare = socket.until("done", "error", timeout=180)
-    finally:
-        socket.close()
+    bare = ask(live_daphne, users.alice, plain, KNOWLEDGE_QUESTION)
     without = Message.objects.get(pk=bare[0]["message_id"])
     assert without.sources == [] and without.tool_steps == []
     passages = sum(s["tokens"] for s in answer.sources)

@@ -10,7 +10,7 @@ import pytest
 
 from accounts.models import SiteSettings, UsageDay
 from chatweb.testing.workers import LIMIT_QUESTION, SLEEP_QUESTION, TOOLS_ANSWER, TOOLS_CODE, TOOLS_QUESTION
-from conftest import ChatSocket, wait_for
+from conftest import ChatSocket, ask, wait_for
 from conversations.models import Conversation, Message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -39,12 +39,7 @@ def test_a_search_an_open_and_python_then_the_answer(live_daphne, users, gpt_oss
     conv = Conversation.objects.create(
         owner=users.alice, model=gpt_oss, title="t", title_auto=False, builtin_tools=["browser", "python"]
     )
-    socket = ChatSocket(live_daphne, users.alice, conv.pk)
-    try:
-        socket.send(type="send", content=TOOLS_QUESTION, params={"max_tokens": 400})
-        events = socket.until("done", "error", timeout=180)
-    finally:
-        socket.close()
+    events = ask(live_daphne, users.alice, conv, TOOLS_QUESTION, max_tokens=400)
     assert events[-1]["type"] == "done", events[-1]
     content = "".join(e.get("content", "") for e in events if e["type"] == "delta")
     reasoning = "".join(e.get("reasoning", "") for e in events if e["type"] == "delta")
@@ -82,12 +77,7 @@ def test_tools_off_means_the_model_is_not_told(live_daphne, users, gpt_oss):
     conv = Conversation.objects.create(
         owner=users.alice, model=gpt_oss, title="t", title_auto=False, builtin_tools=["browser", "python"]
     )
-    socket = ChatSocket(live_daphne, users.alice, conv.pk)
-    try:
-        socket.send(type="send", content=TOOLS_QUESTION, params={"max_tokens": 400})
-        events = socket.until("done", "error", timeout=180)
-    finally:
-        socket.close()
+    events = ask(live_daphne, users.alice, conv, TOOLS_QUESTION, max_tokens=400)
     # The script still writes its calls; with no tools declared they are nobody's to run:
     # no step, nothing run, and the answer ends at the first call.
     assert not _steps(events)

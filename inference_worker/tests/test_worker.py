@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from accounts.models import UsageDay
-from conftest import ChatSocket, ensure_model_row, turn_job, wait_for
+from conftest import ChatSocket, ask, ensure_model_row, turn_job, wait_for
 from conversations.models import Conversation, Message
 from inference_worker.models import ChatModel
 
@@ -27,15 +27,6 @@ LONG = "Write a very long story about a dragon who learns to bake bread. Use man
 def conversation(user, model) -> Conversation:
     # titled already: these tests watch the engine, and a first exchange would queue a title job
     return Conversation.objects.create(owner=user, title="test", title_auto=False, model=model)
-
-
-def ask(server, user, conv, content, **params) -> list[dict]:
-    socket = ChatSocket(server, user, conv.pk)
-    try:
-        socket.send(type="send", content=content, params=params)
-        return socket.until("done", "error", timeout=180)
-    finally:
-        socket.close()
 
 
 def test_answer_streams_in_pieces_and_is_stored_as_streamed(live_daphne, users, smollm2):
