@@ -49,16 +49,7 @@ let rows = []; // its files: {key, name, size, doc?, progress?, error?, abort?}
 let nextKey = 1;
 let opening = 0; // which open is the latest (a slow answer for an earlier one is dropped)
 const PERCENT = new Intl.NumberFormat(document.documentElement.lang || undefined, { style: "percent" });
-const watcher = new Watcher({
-  onChange: (doc) => {
-    const row = rows.find((r) => r.doc?.id === doc.id);
-    if (row && JSON.stringify(row.doc) !== JSON.stringify(doc)) {
-      row.doc = doc;
-      redraw(row);
-    }
-  },
-  onGone: (id) => forget(rows.find((r) => r.doc?.id === id)),
-});
+const watcher = new Watcher({ items: () => rows, redraw, forget });
 
 function show(node, text) {
   node.textContent = text || "";

@@ -36,16 +36,7 @@ let collections = []; // readable collections, once asked for
 let attached = []; // the collections this conversation searches: [{id, name, shared, ...}]
 let nextKey = 1;
 const PERCENT = new Intl.NumberFormat(document.documentElement.lang || undefined, { style: "percent" });
-const watcher = new Watcher({
-  onChange: (doc) => {
-    const file = files.find((f) => f.doc?.id === doc.id);
-    if (file && JSON.stringify(file.doc) !== JSON.stringify(doc)) {
-      file.doc = doc;
-      redraw(file);
-    }
-  },
-  onGone: (id) => forget(files.find((f) => f.doc?.id === id)),
-});
+const watcher = new Watcher({ items: () => files, redraw, forget });
 
 // Names of the attached files an answer sent now would not search (still on their way or being read).
 export function unready() {

@@ -91,12 +91,18 @@ export function upload(file, target, onProgress = () => {}) {
 export const retryDocument = (id) => postJSON(`/knowledge/files/${Number(id)}/retry`);
 export const deleteDocument = (id) => postJSON(`/knowledge/files/${Number(id)}/delete`);
 
-// Asks for a file's state every second while a worker has it; `onChange(doc)` hears each
-// new state, `onGone()` that it was deleted (elsewhere). One watch per file id.
+// Asks for a file's state every second while a worker has it. `items()` lists what shows
+// files on screen (chips or rows, each with its `doc`): the one whose file changed takes its
+// new state and is given to `redraw(item)`; one whose file was deleted (elsewhere) is given
+// to `forget(item)`. One watch per file id.
 export class Watcher {
-  constructor({ onChange, onGone = () => {} }) {
-    Object.assign(this, { onChange, onGone });
+  constructor({ items, redraw, forget }) {
+    Object.assign(this, { items, redraw, forget });
     this.timers = new Map(); // id -> timeout
+  }
+
+  holding(id) {
+    return this.items().find((item) => item.doc?.id === id);
   }
 
   watch(doc) {
@@ -114,7 +120,7 @@ export class Watcher {
       if (!this.timers.has(id)) return;
       if (error.status === 404) {
         this.timers.delete(id);
-        this.onGone(id);
+        this.forget(this.holding(id));
         return;
       }
       // a blip (the server restarting): ask again, a little later
@@ -123,7 +129,11 @@ export class Watcher {
     }
     if (!this.timers.has(id)) return; // stopped (removed) while the answer was on its way
     this.timers.delete(id);
-    this.onChange(doc);
+    const item = this.holding(doc.id);
+    if (item && JSON.stringify(item.doc) !== JSON.stringify(doc)) {
+      item.doc = doc;
+      this.redraw(item);
+    }
     this.watch(doc);
   }
 
