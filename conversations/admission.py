@@ -249,6 +249,6 @@ def _enqueue(job: TurnJob, queue: str) -> None:
     except QUEUE_ERRORS as exc:
         if job.message_id is not None:
             Message.objects.filter(pk=job.message_id, status=MessageStatus.QUEUED).update(
-                status=MessageStatus.FAILED, error=str(NEVER_QUEUED), updated=timezone.now()
+                status=MessageStatus.FAILED, error=str(NEVER_QUEUED), error_code="queue_down", updated=timezone.now()
             )
         raise queue_down(exc) from exc

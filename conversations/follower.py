@@ -182,7 +182,7 @@ def stored_end(message: Message, *, show_reasoning: bool = True) -> dict:
     if message.status == MessageStatus.FAILED:
         return {
             "event": Event.ERROR,
-            "code": "failed",
+            "code": message.error_code or "failed",
             "message": message.error,
             "content": message.content,
             "steps": message.tool_steps,
@@ -278,7 +278,12 @@ def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | No
     else:
         ending = {"event": Event.ERROR, "code": "no_worker", "message": NO_WORKER_LEFT}
     if follower.message_id is not None:
-        message_fail(message_id=follower.message_id, error=ending["message"], content=follower.sent["content"] or None)
+        message_fail(
+            message_id=follower.message_id,
+            error=ending["message"],
+            code=ending["code"],
+            content=follower.sent["content"] or None,
+        )
     if user_id is not None:
         with contextlib.suppress(OSError, redis.RedisError):
             quota_release(user_id=user_id, request_id=follower.request_id)

@@ -116,6 +116,9 @@ class Message(models.Model):
     reasoning = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.DONE)
     error = models.TextField(blank=True)
+    # A failed answer's error code, as its live end gave it (worker_lost, context_length_exceeded,
+    # ...): a reader that missed the end gets the same code from the store.
+    error_code = models.CharField(max_length=40, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
     # The generation behind an assistant message: its reply group on the channel

@@ -263,9 +263,14 @@ def message_stop(*, user: User, conversation: Conversation, request_id: str) -> 
     return Stop(message, before_start)
 
 
-def message_fail(*, message_id: int, error: str, content: str | None = None) -> bool:
+def message_fail(*, message_id: int, error: str, code: str, content: str | None = None) -> bool:
     """Mark a queued or streaming message failed, keeping the partial text. True if it changed."""
-    fields: dict[str, Any] = {"status": MessageStatus.FAILED, "error": error, "updated": timezone.now()}
+    fields: dict[str, Any] = {
+        "status": MessageStatus.FAILED,
+        "error": error,
+        "error_code": code,
+        "updated": timezone.now(),
+    }
     if content:
         fields["content"] = content
     return bool(Message.objects.filter(pk=message_id, status__in=ACTIVE).update(**fields))
@@ -312,26 +317,26 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None, *, reaper: 
     stale = now - timezone.timedelta(seconds=STALE_SECONDS)
     for message in active:
         if message.status == MessageStatus.STREAMING and message.worker and message.worker not in held:
-            reaped += message_reap(message, WORKER_LOST)
+            reaped += message_reap(message, WORKER_LOST, "worker_lost")
         elif (
             message.status == MessageStatus.STREAMING
             and message.worker in held
             and message.request_id not in held[message.worker]
             and message.updated < stale
         ):  # its worker is alive but let it go (the database was away when it ended)
-            reaped += message_reap(message, NOT_STORED)
+            reaped += message_reap(message, NOT_STORED, "storage_error")
         elif (
             message.status == MessageStatus.QUEUED
             and message.model_name not in models_served
             and message.updated < grace
         ):
-            reaped += message_reap(message, NO_WORKER_LEFT)
+            reaped += message_reap(message, NO_WORKER_LEFT, "no_worker")
     return reaped
 
 
-def message_reap(message: Message, error: str) -> bool:
+def message_reap(message: Message, error: str, code: str) -> bool:
     """Fail an orphaned answer and give its running slot back (its worker never will)."""
-    failed = message_fail(message_id=message.pk, error=error)
+    failed = message_fail(message_id=message.pk, error=error, code=code)
     if failed and message.request_id:
         with contextlib.suppress(OSError, redis.RedisError):
             quota_release(user_id=message.conversation.owner_id, request_id=message.request_id)

@@ -50,6 +50,7 @@ def _save(message_id: int, state: RequestState, *, final: bool) -> None:
             status=snap["status"] if snap["status"] in MessageStatus.values else MessageStatus.FAILED,
             finish_reason=snap["finish_reason"],
             error=snap["error"],
+            error_code=snap["error_code"],
             time_to_first_token_ms=snap["time_to_first_token_ms"],
             tokens_per_second=snap["tokens_per_second"],
         )

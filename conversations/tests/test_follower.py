@@ -120,17 +120,19 @@ def test_a_reaped_answer_keeps_the_text_its_reader_was_shown(users, fake_worker)
     """The worker was killed between two saves and another worker's reaper failed the answer
     first, with the last save. The reader had been shown more: that is kept, and the reader
     is not sent back to the shorter text (before: the page lost the streamed tail, and an API
-    stream ended stream_lost instead of worker_lost; seen in a whole-suite run)."""
+    stream ended stream_lost instead of worker_lost; seen in a whole-suite run). Its end has
+    the code the live end would have had."""
     from conversations.services import WORKER_LOST, message_fail
 
     message = _streaming(users, fake_worker, "req-reaped")
     Message.objects.filter(pk=message.pk).update(worker="gone@host", content="Once")
-    message_fail(message_id=message.pk, error=WORKER_LOST)  # as the reaper does
+    message_fail(message_id=message.pk, error=WORKER_LOST, code="worker_lost")  # as the reaper does
     follower = Follower("req-reaped", model=fake_worker.name, message_id=message.pk, worker="gone@host")
     follower.sent["content"] = "Once upon a time"
     ending = check_after_silence(follower, user_id=users.alice.pk)
     assert ending["event"] == "ended" and ending["whole"]["content"] == "Once upon a time"
     assert ending["end"]["event"] == "error" and ending["end"]["content"] == "Once upon a time"
+    assert ending["end"]["code"] == "worker_lost"  # as the live end says it (before: "failed", an API 500)
     message.refresh_from_db()
     assert (message.status, message.content) == ("failed", "Once upon a time")
     assert follower.finish(ending["whole"], ending["end"]) == [ending["end"]], "nothing lost: the end passes"
