@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from django.conf import settings
 
-from chatweb.testing.sockets import ChatSocket, ask, session_cookie  # noqa: F401 - tests import these from here
+from chatweb.testing.sockets import ChatSocket, ask, page_text, session_cookie  # noqa: F401 - tests import these from here
 from chatweb.testing.support import (  # noqa: F401 - tests import these from here
     ARTIFACTS,
     PASSWORD,

@@ -74,3 +74,14 @@ def ask(server: LiveServer, user, conversation, content: str, **params) -> list[
         return socket.until("done", "error", timeout=180)
     finally:
         socket.close()
+
+
+def page_text(events: list[dict]) -> str:
+    """The answer as the chat page shows it: deltas appended, a resume or a recovered end replacing them."""
+    text = ""
+    for event in events:
+        if event["type"] == "delta":
+            text += event.get("content", "")
+        elif event["type"] == "resume" or (event["type"] == "done" and event.get("recovered")):
+            text = event.get("content", "")
+    return text

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from accounts.models import SiteSettings
-from conftest import BREAD, GPT_OSS_ANSWER, GPT_OSS_REASONING, ChatSocket, ensure_model_row, session_cookie
+from conftest import BREAD, GPT_OSS_ANSWER, GPT_OSS_REASONING, ChatSocket, ensure_model_row, page_text, session_cookie
 from conversations.models import Conversation, Message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(400)]  # `worker`: from the fixtures
@@ -318,17 +318,6 @@ def test_ignore_eos_writes_exactly_max_tokens(live_daphne, users, smollm2):
         socket.close()
     assert done["type"] == "done" and done["finish_reason"] == "length", done
     assert done["usage"]["completion_tokens"] == 30  # the answer itself ends after about 8
-
-
-def page_text(events: list[dict]) -> str:
-    """The answer as the chat page shows it: deltas appended, a resume or a recovered end replacing them."""
-    text = ""
-    for event in events:
-        if event["type"] == "delta":
-            text += event.get("content", "")
-        elif event["type"] == "resume" or (event["type"] == "done" and event.get("recovered")):
-            text = event.get("content", "")
-    return text
 
 
 def test_a_redis_restart_mid_answer_leaves_the_page_and_the_store_whole(live_daphne, users, bread_worker, redis_server):
