@@ -277,13 +277,15 @@ def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | No
         return None
     else:
         ending = {"event": Event.ERROR, "code": "no_worker", "message": NO_WORKER_LEFT}
-    if follower.message_id is not None:
-        message_fail(
-            message_id=follower.message_id,
-            error=ending["message"],
-            code=ending["code"],
-            content=follower.sent["content"] or None,
-        )
+    if follower.message_id is not None and not message_fail(
+        message_id=follower.message_id,
+        error=ending["message"],
+        code=ending["code"],
+        content=follower.sent["content"] or None,
+    ):
+        # It ended since it was read above (its worker's end, or another worker's reaper
+        # with the last save, behind what this reader was shown): the stored end, then.
+        return check_after_silence(follower, user_id=user_id)
     if user_id is not None:
         with contextlib.suppress(OSError, redis.RedisError):
             quota_release(user_id=user_id, request_id=follower.request_id)

@@ -144,6 +144,36 @@ def test_a_reaped_answer_keeps_the_text_its_reader_was_shown(users, fake_worker)
     assert message.content == "Once upon a time"
 
 
+def test_an_answer_reaped_between_the_check_and_its_fail_keeps_what_its_reader_was_shown(
+    users, fake_worker, monkeypatch
+):
+    """The reaper failed the answer (with the last save) after the silence check read it as
+    streaming, and before the check failed it itself. The check ends it from the store, with
+    the text shown kept (before: its fail changed nothing, the reader was told it had the
+    longer text, and the store kept the shorter one)."""
+    from conversations import follower as follower_module
+    from conversations.services import WORKER_LOST, message_fail
+
+    message = _streaming(users, fake_worker, "req-reaped-meanwhile")
+    Message.objects.filter(pk=message.pk).update(worker="gone@host", content="Once")
+    read = follower_module.whole_text
+
+    def read_then_reaped(follower):
+        out = read(follower)
+        message_fail(message_id=message.pk, error=WORKER_LOST, code="worker_lost")  # the reaper, just after
+        return out
+
+    monkeypatch.setattr(follower_module, "whole_text", read_then_reaped)
+    monkeypatch.setattr(presence, "uptime", lambda: 3600)  # not the seconds after a Redis restart
+    follower = Follower("req-reaped-meanwhile", model=fake_worker.name, message_id=message.pk, worker="gone@host")
+    follower.sent["content"] = "Once upon a time"
+    ending = check_after_silence(follower, user_id=users.alice.pk)
+    assert ending["event"] == "ended" and ending["whole"]["content"] == "Once upon a time"
+    assert (ending["end"]["code"], ending["end"]["content"]) == ("worker_lost", "Once upon a time")
+    message.refresh_from_db()
+    assert (message.status, message.content) == ("failed", "Once upon a time")
+
+
 def test_a_mended_text_carries_the_steps_so_far_and_a_stored_one_its_steps(users, fake_worker):
     """A page that lost deltas while a tool ran gets the steps back with the text: from the
     worker's snapshot, and from the stored message when no snapshot comes."""
