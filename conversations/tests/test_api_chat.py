@@ -380,7 +380,8 @@ def test_a_stream_waiting_its_turn_starts_and_is_kept_alive(live_daphne, users, 
         os.killpg(bread_worker.process.pid, signal.SIGSTOP)
         try:
             watched_streams = [pool.submit(watched, raw) for raw in raws]
-            frozen_until = time.monotonic() + presence.HEARTBEAT_TTL - 1
+            # back with 1.5 s of its last beat's TTL left to beat again (the TTL is read, not assumed)
+            frozen_until = time.monotonic() + presence.client().pttl(beat_key) / 1000 - 1.5
             for _ in raws:
                 opened.acquire(timeout=max(0.0, frozen_until - time.monotonic()))
         finally:

@@ -22,7 +22,8 @@ def turn(socket: ChatSocket, **frame) -> list[dict]:
 
 
 def test_regenerate_and_edit_make_branches_and_keep_the_old_ones(live_daphne, users, smollm2):
-    conv = Conversation.objects.create(owner=users.alice, model=smollm2)
+    # titled already: a title job's event would land among the next turn's events
+    conv = Conversation.objects.create(owner=users.alice, model=smollm2, title="t", title_auto=False)
     socket = ChatSocket(live_daphne, users.alice, conv.pk)
     try:
         first = turn(socket, type="send", content=FRANCE, params={"temperature": 0})

@@ -185,7 +185,7 @@ def test_uploads_have_their_own_body_limit_through_daphne(live_daphne, users):
     assert not Document.objects.exists()
 
 
-def test_files_embedded_by_another_model_are_re_embedded_in_the_background(users, start_knowledge_worker):
+def test_files_embedded_by_another_model_are_re_embedded_in_the_background(users, start_knowledge_worker, monkeypatch):
     """What a knowledge worker does at start after KNOWLEDGE_EMBEDDING_MODEL changed: every
     ready file whose vectors came from another model gets new ones; meanwhile its vectors
     are left out of the search (they are another model's) and full text still finds it."""
@@ -194,6 +194,7 @@ def test_files_embedded_by_another_model_are_re_embedded_in_the_background(users
     from conversations.knowledge import ingest
     from conversations.knowledge.embedding import model_name
 
+    monkeypatch.setattr(settings, "KNOWLEDGE_QUEUE", "test-knowledge-unread")  # no worker claims it first
     chat = Conversation.objects.create(owner=users.alice)
     made = upload(
         client_for(users.alice), "garden.md", b"# Garden\n\nTwelve tomato plants and a fig.", conversation=chat.pk
