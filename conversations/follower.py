@@ -30,7 +30,7 @@ from redis.backoff import ExponentialBackoff
 
 from accounts.quotas import quota_release
 from conversations.models import Message, MessageStatus
-from conversations.services import NO_WORKER_LEFT, NOT_STORED, WORKER_LOST, message_fail, message_keep_seen
+from conversations.services import FAILURES, message_fail, message_keep_seen
 from inference_worker import presence
 from inference_worker.events import ENDS, Event
 
@@ -232,6 +232,10 @@ def _text_of(message: Message) -> dict:
     return {"content": message.content, "reasoning": message.reasoning, "steps": message.tool_steps}
 
 
+def _failure(code: str) -> dict:
+    return {"event": Event.ERROR, "code": code, "message": FAILURES[code]}
+
+
 def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | None:
     """After a silence: None while the answer is still served (queued, or its worker alive);
     else the event that ends it for this reader. A worker found dead, or alive but done
@@ -256,7 +260,7 @@ def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | No
         if beat is None:
             if presence.just_restarted():
                 return None
-            ending = {"event": Event.ERROR, "code": "worker_lost", "message": WORKER_LOST}
+            ending = _failure("worker_lost")
         elif follower.request_id in beat.get("requests", ()):
             follower.unheld = 0
             return None
@@ -272,11 +276,11 @@ def check_after_silence(follower: Follower, *, user_id: int | None) -> dict | No
             if follower.message_id is None:
                 ending = dict(LOST)
             else:
-                ending = {"event": Event.ERROR, "code": "storage_error", "message": NOT_STORED}
+                ending = _failure("storage_error")
     elif presence.live_workers(follower.model) or presence.just_restarted():
         return None
     else:
-        ending = {"event": Event.ERROR, "code": "no_worker", "message": NO_WORKER_LEFT}
+        ending = _failure("no_worker")
     if follower.message_id is not None and not message_fail(
         message_id=follower.message_id,
         error=ending["message"],

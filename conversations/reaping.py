@@ -49,7 +49,7 @@ def messages_reap_previous_life(*, worker: str, since: datetime) -> int:
         .select_related("conversation")
         .only("pk", "request_id", "conversation__owner")
     )
-    return sum(services.message_reap(message, services.WORKER_LOST, "worker_lost") for message in orphans)
+    return sum(services.message_reap(message, "worker_lost") for message in orphans)
 
 
 def _reap_loop(worker: str) -> None:

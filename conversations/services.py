@@ -289,6 +289,8 @@ def message_keep_seen(*, message_id: int, stored: str, seen: str) -> bool:
 NO_WORKER_LEFT = "No worker is serving this model any more. Retry when one is back."
 WORKER_LOST = "The worker writing this answer stopped responding; the partial answer is kept. Retry to try again."
 NOT_STORED = "The worker could not store the end of this answer; the partial answer is kept. Retry to try again."
+# What the web tier or a reaper fails an answer with when no worker will end it: its code, and what it says.
+FAILURES = {"worker_lost": WORKER_LOST, "storage_error": NOT_STORED, "no_worker": NO_WORKER_LEFT}
 STALE_SECONDS = 30  # a streaming answer its live worker no longer holds, untouched this long, is over
 
 
@@ -317,26 +319,26 @@ def messages_reap_orphans(queryset: QuerySet[Message] | None = None, *, reaper: 
     stale = now - timezone.timedelta(seconds=STALE_SECONDS)
     for message in active:
         if message.status == MessageStatus.STREAMING and message.worker and message.worker not in held:
-            reaped += message_reap(message, WORKER_LOST, "worker_lost")
+            reaped += message_reap(message, "worker_lost")
         elif (
             message.status == MessageStatus.STREAMING
             and message.worker in held
             and message.request_id not in held[message.worker]
             and message.updated < stale
         ):  # its worker is alive but let it go (the database was away when it ended)
-            reaped += message_reap(message, NOT_STORED, "storage_error")
+            reaped += message_reap(message, "storage_error")
         elif (
             message.status == MessageStatus.QUEUED
             and message.model_name not in models_served
             and message.updated < grace
         ):
-            reaped += message_reap(message, NO_WORKER_LEFT, "no_worker")
+            reaped += message_reap(message, "no_worker")
     return reaped
 
 
-def message_reap(message: Message, error: str, code: str) -> bool:
-    """Fail an orphaned answer and give its running slot back (its worker never will)."""
-    failed = message_fail(message_id=message.pk, error=error, code=code)
+def message_reap(message: Message, code: str) -> bool:
+    """Fail an orphaned answer with one of FAILURES and give its running slot back (its worker never will)."""
+    failed = message_fail(message_id=message.pk, error=FAILURES[code], code=code)
     if failed and message.request_id:
         with contextlib.suppress(OSError, redis.RedisError):
             quota_release(user_id=message.conversation.owner_id, request_id=message.request_id)
