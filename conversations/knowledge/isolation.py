@@ -90,6 +90,12 @@ def _kill_children() -> None:
         reader.kill()
 
 
+def _discard(reader: _Reader) -> None:
+    """Kill this thread's child; the next file starts another."""
+    reader.kill()
+    _local.reader = None
+
+
 def convert_isolated(data: bytes, kind: str, *, max_pages: int) -> tuple[int | None, list[convert.Page]]:
     """(page count, Markdown pages) of a file, read in this thread's child process."""
     reader = getattr(_local, "reader", None)
@@ -98,21 +104,18 @@ def convert_isolated(data: bytes, kind: str, *, max_pages: int) -> tuple[int | N
     try:
         outcome, value = reader.read(data, kind, max_pages, settings.KNOWLEDGE_CONVERT_SECONDS)
     except TimeoutError:
-        reader.kill()
-        _local.reader = None
+        _discard(reader)
         raise convert.Refused(
             gettext("Reading this file took over %(seconds)s seconds; it was stopped.")
             % {"seconds": settings.KNOWLEDGE_CONVERT_SECONDS}
         ) from None
     except (EOFError, OSError):  # killed (the OOM killer, a supervisor stopping us)
-        reader.kill()
-        _local.reader = None
+        _discard(reader)
         raise convert.Refused(gettext("The process reading this file stopped before it finished.")) from None
     if outcome == "ok":
         return value
     if outcome == "memory":
-        reader.kill()  # a child that ran out of memory may be left in any state
-        _local.reader = None
+        _discard(reader)  # a child that ran out of memory may be left in any state
         raise convert.Refused(
             gettext("Reading this file needed more than %(mb)s MB of memory; it was stopped.")
             % {"mb": settings.KNOWLEDGE_CONVERT_MEMORY_MB}
