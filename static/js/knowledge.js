@@ -273,7 +273,6 @@ function redraw(row) {
 }
 
 function forget(row) {
-  if (!row) return;
   watcher.stop(row.doc?.id);
   rows = rows.filter((r) => r !== row);
   drawRows();

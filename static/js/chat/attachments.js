@@ -121,7 +121,6 @@ function redraw(file) {
 }
 
 function forget(file) {
-  if (!file) return;
   watcher.stop(file.doc?.id);
   files.splice(files.indexOf(file), 1);
   draw();

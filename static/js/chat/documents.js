@@ -94,7 +94,7 @@ export const deleteDocument = (id) => postJSON(`/knowledge/files/${Number(id)}/d
 // Asks for a file's state every second while a worker has it. `items()` lists what shows
 // files on screen (chips or rows, each with its `doc`): the one whose file changed takes its
 // new state and is given to `redraw(item)`; one whose file was deleted (elsewhere) is given
-// to `forget(item)`. One watch per file id.
+// to `forget(item)`. An item no longer on screen is left alone. One watch per file id.
 export class Watcher {
   constructor({ items, redraw, forget }) {
     Object.assign(this, { items, redraw, forget });
@@ -120,7 +120,8 @@ export class Watcher {
       if (!this.timers.has(id)) return;
       if (error.status === 404) {
         this.timers.delete(id);
-        this.forget(this.holding(id));
+        const item = this.holding(id);
+        if (item) this.forget(item);
         return;
       }
       // a blip (the server restarting): ask again, a little later
